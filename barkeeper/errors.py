@@ -1,0 +1,17 @@
+"""Domain errors: a user mistake surfaces as one readable line, never a traceback."""
+
+
+class BarkeeperError(ValueError):
+    """Base of every error caused by input a user can fix; the CLI exits 2 with its message."""
+
+
+class InputFileError(BarkeeperError):
+    """A file cannot be read as bars at all (missing, empty, wrong format)."""
+
+
+class ParameterError(BarkeeperError):
+    """A parameter is out of range or inconsistent; the message names it and the fix."""
+
+
+class UnknownRunError(BarkeeperError):
+    """A run id (or --latest) names no run in the store."""

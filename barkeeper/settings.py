@@ -1,0 +1,84 @@
+"""Typed settings from the environment or `.env`: the seed's six plus barkeeper's own."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AliasChoices, Field, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+DEFAULT_DERIVED_INTERVALS = (5, 15, 30, 60)
+
+
+def default_database_url() -> str:
+    """A SQLite file in the working directory."""
+    return f"sqlite:///{Path.cwd() / 'barkeeper.db'}"
+
+
+class Settings(BaseSettings):
+    """Everything configurable, validated once at start-up."""
+
+    model_config = SettingsConfigDict(env_file=".env", extra="ignore", case_sensitive=False)
+
+    database_url: str = Field(
+        default_factory=default_database_url,
+        validation_alias=AliasChoices("BARKEEPER_DATABASE_URL", "database_url"),
+        description="SQLAlchemy URL of the store.",
+    )
+    calendar: str = Field(
+        default="XNYS",
+        validation_alias=AliasChoices("BARKEEPER_CALENDAR", "calendar"),
+        description="exchange_calendars name of the exchange whose sessions are replayed.",
+    )
+    reports_dir: Path = Field(
+        default=Path("barkeeper_reports"),
+        validation_alias=AliasChoices("BARKEEPER_REPORTS_DIR", "reports_dir"),
+        description="Folder for Data Docs, charts and other generated reports.",
+    )
+    landing_dir: Path = Field(
+        default=Path("landing"),
+        validation_alias=AliasChoices("BARKEEPER_LANDING_DIR", "landing_dir"),
+        description="Folder the nightly audit ingests vendor files from.",
+    )
+    quality_threshold: float = Field(
+        default=95.0,
+        ge=0,
+        le=100,
+        validation_alias=AliasChoices("BARKEEPER_QUALITY_THRESHOLD", "quality_threshold"),
+        description="bar_quality (%) under which a session is flagged.",
+    )
+
+    data_upkeep_enabled: bool = True
+    data_upkeep_check_interval_seconds: int = Field(default=60, ge=1, le=86_400)
+    data_upkeep_retry_missing_bars: bool = True
+    data_upkeep_max_retries: int = Field(default=5, ge=0, le=100)
+    data_upkeep_derived_intervals: Annotated[tuple[int, ...], NoDecode] = DEFAULT_DERIVED_INTERVALS
+    data_upkeep_auto_compute_derived: bool = True
+    data_upkeep_validation_interval_seconds: int = Field(default=900, ge=1, le=86_400)
+
+    @field_validator("data_upkeep_derived_intervals", mode="before")
+    @classmethod
+    def _parse_intervals(cls, value: object) -> object:
+        return parse_intervals(value) if isinstance(value, str) else value
+
+    @field_validator("data_upkeep_derived_intervals")
+    @classmethod
+    def _check_intervals(cls, value: tuple[int, ...]) -> tuple[int, ...]:
+        if any(n < 2 for n in value):
+            raise ValueError("derived intervals are whole minutes of 2 or more, e.g. 5,15,30,60")
+        return tuple(sorted(set(value)))
+
+
+def parse_intervals(text: str) -> tuple[int, ...]:
+    """Parse "5,15,30" (or "[5, 15]") into whole minutes."""
+    parts = [p.strip() for p in text.strip().strip("[]").split(",") if p.strip()]
+    try:
+        return tuple(int(p) for p in parts)
+    except ValueError:
+        raise ValueError(f"derived intervals must be whole minutes like 5,15,30,60, got {text!r}")
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from environment and `.env`, with explicit overrides (CLI flags, flow parameters)."""
+    return Settings(**{k: v for k, v in overrides.items() if v is not None})

@@ -1,0 +1,154 @@
+"""Tables of the store. Every `ts` is an int64 Unix timestamp in seconds (UTC, bar start).
+
+Integers rather than DATETIME keep bulk writes fast and identical on SQLite and PostgreSQL;
+readers convert at the edge.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+
+from sqlalchemy import BigInteger, Column, Index, Text
+from sqlmodel import Field, SQLModel
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Bar(SQLModel, table=True):
+    """The bar repository: vendor 1-minute bars as imported (never modified by a replay)."""
+
+    __tablename__ = "bar"
+
+    symbol: str = Field(primary_key=True, max_length=64)
+    interval: int = Field(default=1, primary_key=True)
+    ts: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    source: str = Field(default="", max_length=255)
+
+
+class Quarantine(SQLModel, table=True):
+    """A row that failed the import checks, kept with its origin and reason."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    file: str = Field(max_length=1024, index=True)
+    line: int
+    raw: str = Field(sa_column=Column(Text, nullable=False))
+    reason: str = Field(max_length=64, index=True)
+    symbol: str = Field(default="", max_length=64)
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class IngestedFile(SQLModel, table=True):
+    """One import of one file, with the counts that must add up."""
+
+    __tablename__ = "ingested_file"
+
+    id: int | None = Field(default=None, primary_key=True)
+    path: str = Field(max_length=1024, index=True)
+    symbol: str = Field(default="", max_length=64)
+    status: str = Field(default="done", max_length=16)  # done | rejected
+    reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    read: int = 0
+    stored: int = 0
+    quarantined: int = 0
+    skipped: int = 0
+    created_at: datetime = Field(default_factory=utcnow)
+
+
+class Run(SQLModel, table=True):
+    """One replay or audit: its parameters, timing and outcome."""
+
+    id: str = Field(primary_key=True, max_length=64)
+    flow: str = Field(max_length=64)
+    status: str = Field(default="running", max_length=16, index=True)
+    parameters: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    started_at: datetime = Field(default_factory=utcnow, index=True)
+    finished_at: datetime | None = None
+    error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
+    data_docs: str = Field(default="", max_length=1024)
+    stats: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+
+
+class SessionMetric(SQLModel, table=True):
+    """Quality figures of one symbol in one session (and segment) of a run."""
+
+    __tablename__ = "session_metric"
+
+    run_id: str = Field(primary_key=True, max_length=64, foreign_key="run.id")
+    session: date = Field(primary_key=True)
+    symbol: str = Field(primary_key=True, max_length=64)
+    segment: str = Field(default="regular", primary_key=True, max_length=16)
+    expected_bars: int = 0
+    actual_bars: int = 0
+    bar_quality: float = 0.0
+    gaps: int = 0
+    missing_bars: int = 0
+    backfilled_bars: int = 0
+    repaired_bars: int = 0
+    unfillable_bars: int = 0
+    no_trade_bars: int = 0
+    synthetic_bars: int = 0
+    outside_bars: int = 0
+    validation_success: bool | None = None
+
+
+class Gap(SQLModel, table=True):
+    """A run of consecutive missing minutes of one symbol, and what became of it."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=64, foreign_key="run.id", index=True)
+    session: date
+    symbol: str = Field(max_length=64)
+    start_ts: int = Field(sa_column=Column(BigInteger, nullable=False))
+    end_ts: int = Field(sa_column=Column(BigInteger, nullable=False))
+    length: int
+    status: str = Field(max_length=16)  # backfilled | no_trade | unfillable | partial
+    retries: int = 0
+
+
+class RunBar(SQLModel, table=True):
+    """A bar as a run ended up with it: 1m (interval 1) or derived, with its provenance."""
+
+    __tablename__ = "run_bar"
+    __table_args__ = (Index("ix_run_bar_session", "run_id", "session", "symbol", "interval"),)
+
+    run_id: str = Field(primary_key=True, max_length=64, foreign_key="run.id")
+    symbol: str = Field(primary_key=True, max_length=64)
+    interval: int = Field(primary_key=True)
+    ts: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    session: date
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    provenance: str = Field(max_length=16)  # feed | backfill | repaired | synthetic | derived
+    constituents: int = 1
+    expected_constituents: int = 1
+
+
+class ValidationResult(SQLModel, table=True):
+    """The outcome of one expectation suite over one batch of a run."""
+
+    __tablename__ = "validation_result"
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=64, foreign_key="run.id", index=True)
+    session: date | None = None
+    suite: str = Field(max_length=64)
+    severity: str = Field(max_length=16)  # critical | warning
+    success: bool
+    evaluated: int = 0
+    failed: int = 0
+    failing: str = Field(default="[]", sa_column=Column(Text, nullable=False, default="[]"))
+    unexpected_sample: str = Field(
+        default="[]", sa_column=Column(Text, nullable=False, default="[]")
+    )
+    stage: str = Field(default="final", max_length=16)  # cycle | final
+    created_at: datetime = Field(default_factory=utcnow)

@@ -1,0 +1,65 @@
+"""Shared fixtures: real SQLite files, a real PostgreSQL server, the real sample data."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+
+from models.engine import engine_for
+from models.schema import init_db
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SAMPLE_DIR = REPO_ROOT / "data" / "sample"
+REAL_DIR = REPO_ROOT.parent / "shared" / "data" / "real"
+IN_CI = os.environ.get("CI", "").lower() == "true"
+
+
+def need(condition: bool, reason: str) -> None:
+    """Skip with a visible reason on a developer machine; fail in CI, where it must be there."""
+    if not condition:
+        if IN_CI:
+            pytest.fail(f"required in CI: {reason}")
+        pytest.skip(reason)
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    """A migrated SQLite file of its own."""
+    url = f"sqlite:///{tmp_path / 'barkeeper.db'}"
+    init_db(engine_for(url))
+    return url
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated database on the real PostgreSQL server named by the environment."""
+    admin_url = os.environ.get("BARKEEPER_TEST_POSTGRES_URL", "")
+    need(bool(admin_url), "BARKEEPER_TEST_POSTGRES_URL is not set (no PostgreSQL server)")
+    name = f"bk_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
+    init_db(engine_for(url))
+    yield url
+    engine_for(url).dispose()
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def db_url(request: pytest.FixtureRequest) -> str:
+    """The same test against both stores."""
+    return request.getfixturevalue(f"{request.param}_url")
+
+
+@pytest.fixture(scope="session")
+def real_dir() -> Path:
+    need(REAL_DIR.is_dir(), f"real vendor data not found at {REAL_DIR}")
+    return REAL_DIR
