@@ -28,6 +28,12 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
+# A local Prefect server (home ./.prefect, port $(PORT)), the deployments of prefect.yaml and a
+# worker; Ctrl-C stops them all.
+PORT ?= 4200
+serve: $(STAMP)
+	PORT=$(PORT) scripts/serve.sh
+
 bench: $(STAMP)
 	$(BIN)/barkeeper bench
 

@@ -69,3 +69,28 @@ def init(db: DbOption = None) -> None:
     url = database_url(db)
     init_db(engine_for(url))
     console.print(f"store ready: {url}")
+
+
+@app.command()
+@user_errors
+def audit(
+    start: Annotated[str | None, typer.Option(help="First session, YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last session (default: the start).")] = None,
+    symbols: Annotated[
+        str | None, typer.Option(help="Comma-separated symbols (default: all in the store).")
+    ] = None,
+    landing: Annotated[
+        str | None,
+        typer.Option(help="Landing folder to ingest first (default: $BARKEEPER_LANDING_DIR)."),
+    ] = None,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Ingest the landing folder and audit sessions of the store against the calendar."""
+    from barkeeper.audit_cli import render_audit, run_audit
+
+    document = run_audit(database_url(db), start, end, symbols, landing)
+    render_audit(document, json_output)
+
+
+from barkeeper import cli_bench, cli_ingest, cli_replay  # noqa: E402, F401  (commands)

@@ -1,13 +1,84 @@
-"""Schema management: `init_db` brings a store to the current schema."""
+"""Schema management: `init_db` brings a store to the current schema through Alembic migrations.
+
+Alembic is configured in code (no alembic.ini at run time); the revisions live in
+`models/migrations/versions`. After changing `models/tables.py`, add a revision with
+`python -m models.schema revision "what changed"` and review the generated file.
+"""
 
 from __future__ import annotations
 
-from sqlalchemy import Engine
+import sys
+from pathlib import Path
+
+from alembic import command
+from alembic.autogenerate import compare_metadata
+from alembic.config import Config
+from alembic.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, Engine, create_engine, inspect
 from sqlmodel import SQLModel
 
 from models import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+INITIAL_REVISION = "0001"
+
+
+def alembic_config() -> Config:
+    """An Alembic configuration pointing at the packaged migrations."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    config.set_main_option("version_path_separator", "os")
+    return config
+
 
 def init_db(engine: Engine) -> None:
-    """Create or upgrade the schema of `engine`'s database (idempotent)."""
-    SQLModel.metadata.create_all(engine)
+    """Create or upgrade the schema of `engine`'s database to the newest revision (idempotent).
+
+    A store created before migrations existed (tables present, no version recorded) is adopted
+    at the initial revision and upgraded from there.
+    """
+    config = alembic_config()
+    head = ScriptDirectory.from_config(config).get_current_head()
+    with engine.begin() as conn:
+        if MigrationContext.configure(conn).get_current_revision() == head:
+            return
+        config.attributes["connection"] = conn
+        if _is_unversioned_store(conn):
+            command.stamp(config, INITIAL_REVISION)
+        command.upgrade(config, "head")
+
+
+def schema_diff(engine: Engine) -> list:
+    """Differences between the database and the SQLModel tables (empty when in sync)."""
+    with engine.connect() as conn:
+        context = MigrationContext.configure(conn, opts={"compare_type": True})
+        return compare_metadata(context, SQLModel.metadata)
+
+
+def _is_unversioned_store(conn: Connection) -> bool:
+    names = set(inspect(conn).get_table_names())
+    return "alembic_version" not in names and "bar" in names
+
+
+def make_revision(message: str) -> None:
+    """Autogenerate a revision from the difference between head and `models/tables.py`."""
+    scratch = MIGRATIONS_DIR / ".autogenerate.db"
+    scratch.unlink(missing_ok=True)
+    engine = create_engine(f"sqlite:///{scratch}")
+    try:
+        config = alembic_config()
+        with engine.begin() as conn:
+            config.attributes["connection"] = conn
+            command.upgrade(config, "head")
+            count = len(list(ScriptDirectory.from_config(config).walk_revisions()))
+            command.revision(config, message=message, autogenerate=True, rev_id=f"{count + 1:04d}")
+    finally:
+        engine.dispose()
+        scratch.unlink(missing_ok=True)
+
+
+if __name__ == "__main__":
+    if len(sys.argv) != 3 or sys.argv[1] != "revision":
+        sys.exit('usage: python -m models.schema revision "message"')
+    make_revision(sys.argv[2])

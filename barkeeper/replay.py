@@ -1,0 +1,269 @@
+"""A replay run's live state, shared in-process by its coordinator task and its upkeep subflow.
+
+The flow resolves its parameters into a `ReplayPlan`, registers a `Replay` under the run id and
+hands the id (never the object) to its tasks, which look it up with `live(run_id)`.
+
+Per session the stream side loads the bars (prefetched while the previous session replays),
+streams them through the coordinator, waits for the upkeep's final pass, persists the results
+and rolls `session_data`; the upkeep side runs cycles on the session clock and the final pass.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, time
+from time import monotonic, perf_counter
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+import pandas as pd
+
+from barkeeper.calendar import Calendar, SessionMinutes
+from barkeeper.coordinator import BacktestStreamCoordinator
+from barkeeper.faults import FaultConfig, inject
+from barkeeper.kernels import BucketLayout, bucket_layout, derive
+from barkeeper.panel import Panel
+from barkeeper.session_checks import CycleChecks
+from barkeeper.session_data import SessionData
+from barkeeper.upkeep import Upkeep, UpkeepConfig
+
+if TYPE_CHECKING:
+    from barkeeper.validation import Validator
+
+log = logging.getLogger(__name__)
+
+DAY_OPEN, DAY_CLOSE = time(4, 0), time(20, 0)
+
+
+@dataclass(frozen=True)
+class ReplayPlan:
+    """Everything a replay needs, resolved and validated once at the start."""
+
+    run_id: str
+    database_url: str
+    symbols: tuple[str, ...]
+    sessions: tuple[date, ...]
+    calendar: str = "XNYS"
+    speed: str = "max"
+    extended_hours: bool = False
+    trailing_days: int = 0
+    derived: tuple[int, ...] = (5, 15, 30, 60)
+    anchor: Literal["session", "clock"] = "session"
+    check_interval_s: int = 60
+    validation_interval_s: int = 900
+    upkeep_enabled: bool = True
+    upkeep: UpkeepConfig = field(default_factory=UpkeepConfig)
+    faults: FaultConfig = field(default_factory=FaultConfig)
+    quality_threshold: float = 95.0
+    reports_dir: str = "barkeeper_reports"
+
+
+@dataclass
+class LoadedSession:
+    """A session's inputs, read ahead of its turn."""
+
+    minutes: SessionMinutes
+    layouts: dict[int, BucketLayout]
+    feed: pd.DataFrame
+    outside_bars: pd.Series
+    fault_counts: dict[str, int]
+    seconds: float
+
+
+@dataclass
+class SessionTiming:
+    session: date
+    load_wait_s: float = 0.0
+    stream_s: float = 0.0
+    settle_wait_s: float = 0.0
+    roll_pause_s: float = 0.0
+
+
+@dataclass
+class Replay:
+    """Live state of one replay run."""
+
+    plan: ReplayPlan
+    data: SessionData
+    calendar: Calendar
+    read_bars: Callable[[tuple[str, ...], int, int], pd.DataFrame]
+    current: LoadedSession | None = None
+    coordinator: BacktestStreamCoordinator | None = None
+    upkeep: Upkeep | None = None
+    started: dict[date, threading.Event] = field(default_factory=dict)
+    settled: dict[date, threading.Event] = field(default_factory=dict)
+    finished: threading.Event = field(default_factory=threading.Event)
+    failure: str = ""
+    timings: list[SessionTiming] = field(default_factory=list)
+    checks: CycleChecks = field(default_factory=CycleChecks)
+    symbol_success: dict[date, dict[str, bool]] = field(default_factory=dict)
+    final_frames: dict[date, dict[str, pd.DataFrame]] = field(default_factory=dict)
+    coverage: dict[date, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    on_progress: Callable[[float], None] | None = None
+    _validator: Validator | None = None
+
+    def __post_init__(self) -> None:
+        for session in self.plan.sessions:
+            self.started[session] = threading.Event()
+            self.settled[session] = threading.Event()
+
+    def progress(self, sessions_done: int) -> None:
+        """Report the share of sessions replayed so far (a Prefect progress artifact)."""
+        if self.on_progress is not None:
+            try:
+                self.on_progress(100.0 * sessions_done / len(self.plan.sessions))
+            except Exception:  # progress is informative; a failure must not stop the replay
+                log.warning("progress update failed", exc_info=True)
+
+    def session_share(self) -> float:
+        """How far the current session's clock has come, 0..1 (for progress bars)."""
+        if self.data.session is None or self.data.clock < 0:
+            return 0.0
+        minutes = self.data.minutes
+        return float(np.searchsorted(minutes, self.data.clock, side="right")) / len(minutes)
+
+    def validator(self) -> Validator:
+        """The run's GX validator, created on first use (GX costs seconds to import)."""
+        if self._validator is None:
+            from barkeeper.validation import Validator
+
+            self._validator = Validator({"quality_threshold": self.plan.quality_threshold})
+        return self._validator
+
+    # -- loading -----------------------------------------------------------------------------
+
+    def load(self, session: date) -> LoadedSession:
+        """Read a session's bars from the repository and pass them through the fault injector."""
+        began = perf_counter()
+        minutes = self.calendar.session_minutes(session, self.plan.extended_hours)
+        layouts = self.layouts(minutes)
+        bars = self.read_bars(self.plan.symbols, *self.day_window(session))
+        inside = np.isin(bars["ts"].to_numpy(), minutes.minutes)
+        outside = bars.loc[~inside].groupby("symbol").size()
+        faulted = inject(bars.loc[inside].reset_index(drop=True), self.plan.faults)
+        return LoadedSession(
+            minutes=minutes,
+            layouts=layouts,
+            feed=faulted.frame,
+            outside_bars=outside,
+            fault_counts=faulted.log.counts(),
+            seconds=perf_counter() - began,
+        )
+
+    def day_window(self, session: date) -> tuple[int, int]:
+        """04:00-20:00 exchange time: every bar a session may own, in or out of its minutes."""
+        local = [
+            pd.Timestamp(datetime.combine(session, t)).tz_localize(self.calendar.tz)
+            for t in (DAY_OPEN, DAY_CLOSE)
+        ]
+        return int(local[0].timestamp()), int(local[1].timestamp())
+
+    def layouts(self, minutes: SessionMinutes) -> dict[int, BucketLayout]:
+        return {
+            n: bucket_layout(minutes.minutes, minutes.segment, n, self.plan.anchor)
+            for n in self.plan.derived
+        }
+
+    def load_history(self, first: date) -> None:
+        """Put the trailing sessions before `first` into `session_data` (oldest first)."""
+        for session in self.calendar.previous_sessions(first, self.plan.trailing_days):
+            minutes = self.calendar.session_minutes(session, self.plan.extended_hours)
+            bars = self.read_bars(self.plan.symbols, int(minutes.minutes[0]), _end(minutes))
+            panel = Panel.empty(self.plan.symbols, minutes.minutes)
+            panel.fill(bars)
+            layouts = self.layouts(minutes)
+            derived = {n: derive(panel, layout) for n, layout in layouts.items()}
+            self.data.add_history(session, minutes.minutes, minutes.segment, panel, derived)
+
+    # -- streaming ---------------------------------------------------------------------------
+
+    def stream(self, loaded: LoadedSession) -> None:
+        """Replay one loaded session through the coordinator (blocks until its close)."""
+        session = loaded.minutes.session
+        self.current = loaded
+        self.data.start_session(loaded.minutes, self.plan.symbols, loaded.layouts)
+        self.started[session].set()
+        assert self.coordinator is not None
+        self.coordinator.feed_frame(loaded.feed)
+        self.coordinator.run()
+
+    def wait_settled(self, session: date, timeout_s: float = 3600.0) -> None:
+        """Wait until the upkeep's final pass of `session` is done (or the upkeep gave up)."""
+        if not self.plan.upkeep_enabled:
+            return
+        deadline = monotonic() + timeout_s
+        while not self.settled[session].wait(0.5):
+            if self.failure or monotonic() > deadline:
+                raise RuntimeError(f"upkeep did not settle session {session}: {self.failure}")
+
+    # -- upkeep ------------------------------------------------------------------------------
+
+    def upkeep_session(self, session: date, on_validate: Callable[[], None]) -> bool:
+        """Run upkeep cycles for `session` on its clock, then the final pass.
+
+        Returns False when the stream ended before the session started (nothing to settle).
+        """
+        while not self.started[session].wait(0.5):
+            if self.finished.is_set() or self.failure:
+                return False
+        assert self.upkeep is not None and self.current is not None
+        minutes = self.current.minutes
+        self.upkeep.begin_session(minutes, self.current.layouts)
+        self.checks.begin_session(self.upkeep.state.shape)
+        first = int(minutes.minutes[0])
+        next_check = first + self.plan.check_interval_s
+        next_validation = first + self.plan.validation_interval_s
+        while not self.data.closed:
+            if not self.data.wait_for_clock(next_check, timeout=0.5) or self.data.closed:
+                continue
+            if self.coordinator is not None and self.coordinator.is_paused:
+                continue
+            clock = self.data.clock
+            self.upkeep.cycle(clock)
+            next_check = _next_after(clock, next_check, self.plan.check_interval_s)
+            if clock >= next_validation:
+                on_validate()
+                next_validation = _next_after(
+                    clock, next_validation, self.plan.validation_interval_s
+                )
+        self.upkeep.final_pass()
+        return True
+
+
+def _next_after(clock: int, due: int, step: int) -> int:
+    """The first multiple of `step` past `due` that lies after `clock` (skipping missed checks)."""
+    missed = max(0, (clock - due) // step + 1)
+    return due + missed * step
+
+
+def _end(minutes: SessionMinutes) -> int:
+    return int(minutes.minutes[-1]) + 60
+
+
+_LIVE: dict[str, Replay] = {}
+_LIVE_LOCK = threading.Lock()
+
+
+def register(replay: Replay) -> None:
+    with _LIVE_LOCK:
+        _LIVE[replay.plan.run_id] = replay
+
+
+def live(run_id: str) -> Replay:
+    """The live replay of `run_id` in this process."""
+    with _LIVE_LOCK:
+        return _LIVE[run_id]
+
+
+def newest() -> Replay | None:
+    """The most recently registered live replay (for progress displays), if any."""
+    with _LIVE_LOCK:
+        return next(reversed(_LIVE.values()), None)
+
+
+def unregister(run_id: str) -> None:
+    with _LIVE_LOCK:
+        _LIVE.pop(run_id, None)

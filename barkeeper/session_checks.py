@@ -1,0 +1,74 @@
+"""The frames the replay hands to Great Expectations, and what their results mean per symbol."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from barkeeper.panel import BAR_COLUMNS, PRICE_COLUMNS
+from barkeeper.session_results import SessionState, session_bars
+from barkeeper.validation import SuiteResult, prepare_bars_1m, prepare_derived
+
+
+class CycleChecks:
+    """Collects the bars changed between validations, as delivered, for one GX batch.
+
+    Bars that failed the hard checks are kept as the feed delivered them (before repair), so
+    the cycle results show the corruption that the upkeep then repaired.
+    """
+
+    def __init__(self) -> None:
+        self.pending: np.ndarray | None = None
+        self.rejected: list[pd.DataFrame] = []
+
+    def begin_session(self, shape: tuple[int, int]) -> None:
+        self.pending = np.zeros(shape, dtype=bool)
+        self.rejected = []
+
+    def changed(self, mask: np.ndarray) -> None:
+        if self.pending is not None:
+            self.pending |= mask
+
+    def reject(self, bars: pd.DataFrame) -> None:
+        self.rejected.append(bars)
+
+    def take_frame(
+        self, panel_symbols: tuple[str, ...], minutes: np.ndarray, panel
+    ) -> pd.DataFrame:
+        """Prepared `bars_1m` frame of the pending bars plus the rejected originals."""
+        assert self.pending is not None
+        rows, cols = np.nonzero(self.pending & panel.present)
+        self.pending[:] = False
+        current = pd.DataFrame(
+            {
+                "symbol": np.asarray(panel_symbols, dtype=object)[rows],
+                "ts": minutes[cols],
+                **{name: getattr(panel, name)[rows, cols] for name in PRICE_COLUMNS},
+            }
+        )
+        frames = [current, *self.rejected]
+        self.rejected = []
+        frame = pd.concat(frames, ignore_index=True) if len(frames) > 1 else current
+        return prepare_bars_1m(frame.loc[:, list(BAR_COLUMNS)], minutes)
+
+
+def final_frames(state: SessionState) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Prepared `bars_1m` and `bars_derived` frames of a session's final bars."""
+    bars = session_bars(state)
+    one = bars.loc[(bars["interval"] == 1) & (bars["provenance"] != "synthetic")]
+    one = one.loc[:, list(BAR_COLUMNS)].reset_index(drop=True)
+    derived = bars.loc[bars["interval"] > 1].reset_index(drop=True)
+    return prepare_bars_1m(one, state.minutes.minutes), prepare_derived(derived, one)
+
+
+def symbol_success(results: list[SuiteResult], symbols: tuple[str, ...]) -> dict[str, bool]:
+    """Per symbol: True unless a critical expectation failed on one of its rows."""
+    success = dict.fromkeys(symbols, True)
+    for result in results:
+        if result.severity != "critical" or result.success:
+            continue
+        if result.failed_keys is None or result.failed_keys.empty:
+            return dict.fromkeys(symbols, False)
+        for symbol in result.failed_keys["symbol"].unique():
+            success[symbol] = False
+    return success

@@ -1,0 +1,1 @@
+"""Prefect flows: short compositions of tasks (`replay_sessions`, `nightly_audit`)."""

@@ -1,0 +1,91 @@
+"""Flow `nightly_audit`: ingest landed files, audit sessions, derive bars, validate, report."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from prefect import flow
+from prefect.logging import get_run_logger
+from prefect.runtime import flow_run
+
+from barkeeper.audit import completed_sessions
+from barkeeper.audit_report import audit_document
+from barkeeper.calendar import Calendar
+from barkeeper.errors import ParameterError
+from barkeeper.settings import load_settings
+from flows.params import AuditParameters
+from models.engine import engine_for
+from models.results import create_run, finish_run
+from tasks.audit import (
+    audit_repository_session,
+    check_session,
+    ingest_landing,
+    publish_audit_artifacts,
+    resolve_symbols,
+    store_session,
+)
+
+FLOW_NAME = "nightly_audit"
+DEFAULT_AUDIT = AuditParameters()
+
+
+@flow(name=FLOW_NAME, description="Ingest new vendor files and audit the last session(s).")
+def nightly_audit(audit: AuditParameters = DEFAULT_AUDIT) -> dict[str, Any]:
+    """Ingest the landing folder, audit sessions against the calendar and publish the report."""
+    logger = get_run_logger()
+    settings = load_settings(calendar=audit.calendar, quality_threshold=audit.quality_threshold)
+    calendar = Calendar(settings.calendar)
+    if audit.start is not None:
+        sessions = calendar.sessions(audit.start, audit.end or audit.start)
+        if not sessions:
+            raise ParameterError(
+                f"start/end: no {calendar.name} session between {audit.start} and "
+                f"{audit.end or audit.start}"
+            )
+    else:
+        sessions = completed_sessions(calendar, datetime.now(UTC), audit.last_sessions)
+    intervals = sorted(set(audit.derived or settings.data_upkeep_derived_intervals))
+    url = settings.database_url
+    reports = settings.reports_dir.resolve()
+    run_id = flow_run.get_id() or "local"
+    engine = engine_for(url)
+    create_run(engine, run_id, FLOW_NAME, audit.model_dump(mode="json"))
+    try:
+        landed = ingest_landing(url, str(settings.landing_dir), audit.landing)
+        symbols = resolve_symbols(url, audit.symbols)
+        if not symbols:
+            raise ParameterError("symbols: the store holds no bars yet; import or land some first")
+        logger.info("auditing %d symbols over %s", len(symbols), [str(s) for s in sessions])
+        audits, checks = [], []
+        for session in sessions:
+            result = audit_repository_session(url, calendar.name, session, symbols, intervals)
+            check = check_session(
+                run_id, result, str(reports / "data_docs"), settings.quality_threshold
+            )
+            store_session(url, run_id, result, check)
+            audits.append(result)
+            checks.append(check)
+        publish_audit_artifacts(
+            run_id,
+            audits,
+            checks,
+            landed,
+            str(reports / "charts" / run_id),
+            settings.quality_threshold,
+            str(calendar.tz),
+        )
+    except Exception as error:
+        finish_run(engine, run_id, "failed", error=str(error))
+        raise
+    data_docs = checks[-1].page if checks else ""
+    degraded = not all(c.success for c in checks) or any(f.status == "rejected" for f in landed)
+    document = audit_document(run_id, data_docs, audits, checks, landed)
+    finish_run(
+        engine,
+        run_id,
+        "degraded" if degraded else "completed",
+        data_docs=data_docs,
+        stats={"sessions": len(sessions), "symbols": len(symbols), "files": len(landed)},
+    )
+    return document

@@ -1,0 +1,118 @@
+"""Flow `replay_sessions`: sessions replayed through the coordinator, kept clean by the upkeep.
+
+The coordinator side (one task per step and session) runs in a worker thread; the upkeep is one
+long-lived subflow in the flow's own thread, so Prefect bookkeeping per session stays fixed.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from concurrent.futures import ThreadPoolExecutor
+from time import perf_counter
+from typing import Any
+
+from prefect import flow, get_run_logger, task
+from prefect.cache_policies import NONE
+from prefect.runtime import flow_run
+
+from barkeeper.replay import SessionTiming, live, unregister
+from flows.params import ReplayParameters
+from models.engine import engine_for
+from models.results import finish_run
+from tasks.replay import (
+    cycle_validation,
+    load_history,
+    load_session,
+    open_run,
+    persist_session,
+    stream_session,
+    validate_session,
+)
+from tasks.report import publish_report
+
+
+@task(cache_policy=NONE)
+def stream_sessions(run_id: str) -> list[dict[str, Any]]:
+    """Stream every session in order, prefetching the next one while the current one replays."""
+    replay = live(run_id)
+    sessions = replay.plan.sessions
+    prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="barkeeper-prefetch")
+
+    def read_ahead(session):  # a task run of its own, in the prefetch thread
+        return prefetch.submit(contextvars.copy_context().run, load_session, run_id, session)
+
+    try:
+        if replay.plan.trailing_days:
+            load_history(run_id, sessions[0])
+        pending = read_ahead(sessions[0])
+        closed_at = None
+        for i, session in enumerate(sessions):
+            timing = SessionTiming(session)
+            waited = perf_counter()
+            loaded = pending.result()
+            timing.load_wait_s = perf_counter() - waited
+            if i + 1 < len(sessions):
+                pending = read_ahead(sessions[i + 1])
+            if closed_at is not None:
+                timing.roll_pause_s = perf_counter() - closed_at
+            began = perf_counter()
+            stream_session(run_id, loaded)
+            timing.stream_s = perf_counter() - began
+            settle = perf_counter()
+            replay.wait_settled(session)
+            timing.settle_wait_s = perf_counter() - settle
+            persist_session(run_id, session)
+            closed_at = perf_counter()
+            replay.timings.append(timing)
+            replay.progress(i + 1)
+    finally:
+        replay.finished.set()
+        prefetch.shutdown(wait=False, cancel_futures=True)
+    return [vars(t) for t in replay.timings]
+
+
+@flow(name="data_upkeep")
+def data_upkeep(run_id: str) -> dict[str, Any]:
+    """Keep every session of the replay clean: cycles on the session clock, then a final pass."""
+    replay = live(run_id)
+    try:
+        for session in replay.plan.sessions:
+            settled = replay.upkeep_session(session, lambda s=session: cycle_validation(replay, s))
+            if not settled:
+                break
+            validate_session(run_id, session)
+            replay.settled[session].set()
+    except BaseException as error:
+        replay.failure = f"upkeep failed: {error}"
+        raise
+    stats = replay.upkeep.stats
+    return {"cycles": stats.cycles, "cycle_errors": stats.cycle_errors}
+
+
+@flow(name="replay_sessions", validate_parameters=True)
+def replay_sessions(replay: ReplayParameters) -> dict[str, Any]:
+    """Replay sessions of 1-minute bars with the upkeep running beside the coordinator."""
+    run_id = flow_run.get_id() or _local_run_id()
+    plan = open_run(replay, run_id)
+    engine = engine_for(plan.database_url)
+    try:
+        streaming = stream_sessions.submit(run_id)
+        if plan.upkeep_enabled:
+            data_upkeep(run_id)
+        timings = streaming.result()
+        summary = publish_report(run_id)
+    except BaseException as error:
+        finish_run(engine, run_id, "failed", error=f"{type(error).__name__}: {error}")
+        raise
+    finally:
+        unregister(run_id)
+    status = "degraded" if summary["degraded"] else "completed"
+    finish_run(engine, run_id, status, data_docs=summary["data_docs"], stats={"timings": timings})
+    get_run_logger().info("run %s %s; Data Docs: %s", run_id, status, summary["data_docs"])
+    return summary["report"]
+
+
+def _local_run_id() -> str:
+    import uuid
+
+    return uuid.uuid4().hex

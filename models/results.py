@@ -1,0 +1,109 @@
+"""Writes and reads of run results: runs, per-symbol metrics, gaps, run bars, validations."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
+
+import pandas as pd
+from sqlalchemy import Engine, delete, select, update
+from sqlmodel import Session
+
+from barkeeper.errors import UnknownRunError
+from models.bulk import insert_rows
+from models.tables import Gap, Run, RunBar, SessionMetric, ValidationResult
+
+RUN_STATUSES = ("running", "completed", "degraded", "failed", "interrupted")
+
+
+def create_run(engine: Engine, run_id: str, flow: str, parameters: Mapping[str, Any]) -> None:
+    """Record a run as started (status `running` until `finish_run`)."""
+    with Session(engine) as session:
+        session.add(Run(id=run_id, flow=flow, parameters=json.dumps(parameters, default=str)))
+        session.commit()
+
+
+def finish_run(
+    engine: Engine,
+    run_id: str,
+    status: str,
+    *,
+    error: str = "",
+    data_docs: str = "",
+    stats: Mapping[str, Any] | None = None,
+) -> None:
+    """Record a run's outcome."""
+    if status not in RUN_STATUSES:
+        raise ValueError(f"unknown run status {status!r}")
+    values: dict[str, Any] = {"status": status, "finished_at": datetime.now(UTC), "error": error}
+    if data_docs:
+        values["data_docs"] = data_docs
+    if stats is not None:
+        values["stats"] = json.dumps(stats, default=str)
+    with engine.begin() as conn:
+        conn.execute(update(Run).where(Run.id == run_id).values(**values))
+
+
+def mark_interrupted(engine: Engine) -> int:
+    """Mark runs left `running` by a killed process as `interrupted`; returns how many."""
+    with engine.begin() as conn:
+        result = conn.execute(
+            update(Run)
+            .where(Run.status == "running")
+            .values(status="interrupted", error="process ended before the run finished")
+        )
+    return result.rowcount
+
+
+def write_session_results(
+    engine: Engine,
+    run_id: str,
+    session_label: Any,
+    *,
+    metrics: pd.DataFrame,
+    gaps: pd.DataFrame,
+    bars: pd.DataFrame,
+) -> None:
+    """Persist one session of a run; rewriting the same session replaces it (idempotent)."""
+    with engine.begin() as conn:
+        for table in (SessionMetric, Gap, RunBar):
+            conn.execute(
+                delete(table).where(table.run_id == run_id, table.session == session_label)
+            )
+    for table, frame in ((SessionMetric, metrics), (Gap, gaps), (RunBar, bars)):
+        if len(frame):
+            insert_rows(engine, table, frame.assign(run_id=run_id, session=session_label))
+
+
+def write_validation_results(engine: Engine, records: list[dict[str, Any]]) -> None:
+    if records:
+        frame = pd.DataFrame.from_records(records).assign(created_at=datetime.now(UTC))
+        insert_rows(engine, ValidationResult, frame)
+
+
+def resolve_run(engine: Engine, run_id: str | None, *, flow: str | None = None) -> Run:
+    """The run named by `run_id`, or the latest one (of `flow`, when given)."""
+    with Session(engine) as session:
+        if run_id:
+            run = session.get(Run, run_id)
+            if run is None:
+                raise UnknownRunError(f"no run with id {run_id!r} in the store")
+            return run
+        query = select(Run).order_by(Run.started_at.desc())
+        if flow:
+            query = query.where(Run.flow == flow)
+        run = session.exec(query).first()
+        if run is None:
+            raise UnknownRunError("the store holds no runs yet; run `barkeeper replay` first")
+        return run
+
+
+def read_table(engine: Engine, table: type, run_id: str, **filters: Any) -> pd.DataFrame:
+    """Rows of a run-keyed table as a frame (columns in table order)."""
+    query = select(table).where(table.run_id == run_id)
+    for name, value in filters.items():
+        query = query.where(getattr(table, name) == value)
+    with engine.connect() as conn:
+        return pd.read_sql(query, conn)

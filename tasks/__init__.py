@@ -1,0 +1,1 @@
+"""Thin Prefect tasks: each wraps one piece of I/O or one library call."""

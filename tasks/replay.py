@@ -1,0 +1,239 @@
+"""Tasks of the replay flow: each wraps one I/O step or one stretch of the live replay.
+
+Tasks receive the run id and find the live replay with `live(run_id)`: arrays never travel
+through Prefect. Their number per session is fixed, whatever the symbol or bar count.
+"""
+
+from __future__ import annotations
+
+import logging
+from datetime import date
+from functools import partial
+
+import pandas as pd
+from barkeeper.faults import FaultConfig, parse_outage
+from prefect import get_run_logger, task
+from prefect.artifacts import create_progress_artifact, update_progress_artifact
+from prefect.cache_policies import NONE
+
+from barkeeper.calendar import Calendar
+from barkeeper.coordinator import BacktestStreamCoordinator
+from barkeeper.errors import ParameterError
+from barkeeper.replay import LoadedSession, Replay, ReplayPlan, live, register
+from barkeeper.session_checks import final_frames, symbol_success
+from barkeeper.session_data import SessionData
+from barkeeper.session_results import SessionState, session_bars, session_gaps, session_metrics
+from barkeeper.settings import Settings
+from barkeeper.upkeep import Upkeep, UpkeepConfig
+from flows.params import ReplayParameters
+from models.engine import engine_for
+from models.repository import known_symbols, read_bars, read_bars_at
+from models.results import create_run, write_session_results, write_validation_results
+from models.schema import init_db
+
+
+class RepositorySource:
+    """The bar repository as the upkeep's source of backfills and repairs."""
+
+    def __init__(self, database_url: str) -> None:
+        self.database_url = database_url
+
+    def fetch(self, keys: pd.DataFrame) -> pd.DataFrame:
+        return read_bars_at(engine_for(self.database_url), keys)
+
+
+def make_plan(replay: ReplayParameters, settings: Settings, run_id: str) -> ReplayPlan:
+    """Resolve parameters against settings and the calendar; raise on anything unusable."""
+    calendar = Calendar(replay.calendar or settings.calendar)
+    sessions = calendar.sessions(replay.start, replay.last)
+    if not sessions:
+        raise ParameterError(
+            f"start/end: no {calendar.name} session between {replay.start} and {replay.last}"
+        )
+    faults = replay.faults
+    return ReplayPlan(
+        run_id=run_id,
+        database_url=settings.database_url,
+        symbols=tuple(replay.symbols),
+        sessions=tuple(sessions),
+        calendar=calendar.name,
+        speed=replay.speed,
+        extended_hours=replay.extended_hours,
+        trailing_days=replay.trailing_days,
+        derived=tuple(sorted(set(replay.derived or settings.data_upkeep_derived_intervals))),
+        check_interval_s=replay.interval_seconds or settings.data_upkeep_check_interval_seconds,
+        validation_interval_s=(
+            replay.validation_interval_seconds or settings.data_upkeep_validation_interval_seconds
+        ),
+        upkeep_enabled=(
+            settings.data_upkeep_enabled if replay.upkeep_enabled is None else replay.upkeep_enabled
+        ),
+        upkeep=UpkeepConfig(
+            retry_missing_bars=settings.data_upkeep_retry_missing_bars,
+            max_retries=settings.data_upkeep_max_retries,
+            auto_compute_derived=settings.data_upkeep_auto_compute_derived,
+            fill_policy=replay.fill_policy,
+        ),
+        faults=FaultConfig(
+            drop_rate=faults.drop_rate,
+            outages=tuple(parse_outage(w) for w in faults.outages),
+            duplicate_rate=faults.duplicate_rate,
+            out_of_order_rate=faults.out_of_order_rate,
+            corrupt_rate=faults.corrupt_rate,
+            seed=faults.seed,
+            tz=str(calendar.tz),
+        ),
+        quality_threshold=(
+            settings.quality_threshold
+            if replay.quality_threshold is None
+            else replay.quality_threshold
+        ),
+        reports_dir=str(settings.reports_dir),
+    )
+
+
+def preflight(replay: ReplayParameters, settings: Settings, run_id: str = "") -> ReplayPlan:
+    """The run's plan, after checking the store knows every symbol (raises ParameterError)."""
+    plan = make_plan(replay, settings, run_id)
+    engine = engine_for(plan.database_url)
+    init_db(engine)
+    unknown = sorted(set(plan.symbols) - set(known_symbols(engine)))
+    if unknown:
+        raise ParameterError(
+            f"symbols: {', '.join(unknown)} not in the repository; import them first "
+            "(barkeeper import PATH)"
+        )
+    return plan
+
+
+@task(cache_policy=NONE)
+def open_run(replay: ReplayParameters, run_id: str) -> ReplayPlan:
+    """Validate the request against the store, record the run and set up its live state."""
+    plan = preflight(replay, Settings(), run_id)
+    engine = engine_for(plan.database_url)
+    create_run(engine, run_id, "replay_sessions", replay.model_dump(mode="json"))
+    data = SessionData(history_sessions=plan.trailing_days)
+    replay_state = Replay(
+        plan=plan,
+        data=data,
+        calendar=Calendar(plan.calendar),
+        read_bars=partial(read_bars, engine),
+    )
+    replay_state.coordinator = BacktestStreamCoordinator(data, plan.speed)
+    replay_state.upkeep = Upkeep(
+        data,
+        RepositorySource(plan.database_url),
+        plan.upkeep,
+        on_changed=replay_state.checks.changed,
+        on_rejected=replay_state.checks.reject,
+    )
+    progress_id = create_progress_artifact(
+        progress=0.0, description=f"Sessions replayed of {len(plan.sessions)}"
+    )
+    replay_state.on_progress = partial(update_progress_artifact, progress_id)
+    register(replay_state)
+    get_run_logger().info(
+        "replaying %d symbols over %d session(s) %s..%s",
+        len(plan.symbols),
+        len(plan.sessions),
+        plan.sessions[0],
+        plan.sessions[-1],
+    )
+    return plan
+
+
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=[1, 5])
+def load_history(run_id: str, first: date) -> None:
+    """Read the trailing sessions before `first` into session_data."""
+    live(run_id).load_history(first)
+
+
+@task(cache_policy=NONE, retries=2, retry_delay_seconds=[1, 5])
+def load_session(run_id: str, session: date) -> LoadedSession:
+    """Read one session's bars from the repository through the fault injector."""
+    return live(run_id).load(session)
+
+
+@task(cache_policy=NONE)
+def stream_session(run_id: str, loaded: LoadedSession) -> dict[str, float]:
+    """Replay one session through the coordinator, in timestamp order across symbols."""
+    replay = live(run_id)
+    replay.stream(loaded)
+    stats = replay.coordinator.stats
+    return {"bars": stats.bars_delivered, "seconds": stats.wall_seconds}
+
+
+def final_state(replay: Replay) -> SessionState:
+    """The current session's final arrays and the upkeep's verdicts on its missing minutes."""
+    snapshot = replay.data.panel_snapshot()
+    assert replay.current is not None
+    upkeep = replay.upkeep if replay.plan.upkeep_enabled else None
+    derived = snapshot.derived
+    if not derived or not replay.plan.upkeep.auto_compute_derived:
+        derived = {}
+    return SessionState(
+        minutes=replay.current.minutes,
+        panel=snapshot.panel,
+        provenance=snapshot.provenance,
+        slot_state=None if upkeep is None else upkeep.state,
+        derived=derived,
+        outside_bars=replay.current.outside_bars,
+    )
+
+
+@task(cache_policy=NONE)
+def validate_session(run_id: str, session: date) -> None:
+    """Run the three suites over the session's final bars and metrics; store the results."""
+    replay = live(run_id)
+    state = final_state(replay)
+    bars_1m, derived = final_frames(state)
+    metrics = session_metrics(state)
+    validator = replay.validator()
+    results = validator.validate_bars_1m(bars_1m)
+    if len(derived):
+        results += validator.validate_derived(derived)
+    results += validator.validate_session_quality(metrics.loc[metrics["segment"] == "regular"])
+    replay.symbol_success[session] = symbol_success(results, state.panel.symbols)
+    records = [r.to_record(run_id, session, stage="final") for r in results]
+    write_validation_results(engine_for(replay.plan.database_url), records)
+    replay.final_frames[session] = {"bars_1m": bars_1m, "bars_derived": derived, "metrics": metrics}
+    failed = [f"{r.suite}/{r.severity}" for r in results if not r.success]
+    get_run_logger().info("session %s validated; failing: %s", session, failed or "none")
+
+
+@task(cache_policy=NONE, retries=3, retry_delay_seconds=[1, 2, 5])
+def persist_session(run_id: str, session: date) -> dict[str, int]:
+    """Write the session's metrics, gaps and bars to the store (replacing a previous write)."""
+    replay = live(run_id)
+    state = final_state(replay)
+    metrics = session_metrics(state)
+    success = replay.symbol_success.get(session)
+    if success is not None:
+        metrics["validation_success"] = metrics["symbol"].map(success)
+    gaps = session_gaps(state, replay.plan.upkeep.max_retries)
+    bars = session_bars(state)
+    replay.coverage[session] = (state.minutes.minutes, state.provenance)
+    write_session_results(
+        engine_for(replay.plan.database_url),
+        run_id,
+        session,
+        metrics=metrics,
+        gaps=gaps,
+        bars=bars,
+    )
+    return {"metrics": len(metrics), "gaps": len(gaps), "bars": len(bars)}
+
+
+def cycle_validation(replay: Replay, session: date) -> None:
+    """One GX batch over what changed since the last validation (called between cycles)."""
+    snapshot = replay.data.panel_snapshot()
+    frame = replay.checks.take_frame(snapshot.panel.symbols, snapshot.minutes, snapshot.panel)
+    if frame.empty:
+        return
+    try:
+        results = replay.validator().validate_bars_1m(frame)
+    except Exception:
+        logging.getLogger(__name__).exception("cycle validation failed; the upkeep goes on")
+        return
+    records = [r.to_record(replay.plan.run_id, session, stage="cycle") for r in results]
+    write_validation_results(engine_for(replay.plan.database_url), records)

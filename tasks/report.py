@@ -1,0 +1,137 @@
+"""Task `publish_report`: Data Docs once per run, then the run's Prefect artifacts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from prefect import get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NONE
+
+from barkeeper.charts import coverage_chart, png_data_uri
+from barkeeper.data_docs import run_final_checkpoint
+from barkeeper.replay import Replay, live
+from barkeeper.report import failed_expectations, gaps_of, run_report
+from barkeeper.validation import prepare_session_quality
+from models.engine import engine_for
+
+CHARTED_SESSIONS = 5
+
+
+def build_data_docs(replay: Replay) -> str:
+    """One checkpoint over every session's final frames; returns the run's page (or "")."""
+    if not replay.final_frames:
+        return ""
+    parts = replay.final_frames.values()
+    frames = {
+        "bars_1m": pd.concat([p["bars_1m"] for p in parts], ignore_index=True),
+        "bars_derived": pd.concat([p["bars_derived"] for p in parts], ignore_index=True),
+        "session_quality": prepare_session_quality(
+            pd.concat([p["metrics"] for p in parts], ignore_index=True)
+        ),
+    }
+    sessions = replay.plan.sessions
+    label = str(sessions[0]) if len(sessions) == 1 else f"{sessions[0]}_{sessions[-1]}"
+    report = run_final_checkpoint(
+        replay.plan.run_id,
+        label,
+        frames,
+        Path(replay.plan.reports_dir) / "data_docs",
+        parameters={"quality_threshold": replay.plan.quality_threshold},
+    )
+    return str(report.page)
+
+
+def _summary_markdown(
+    replay: Replay, report: dict[str, Any], failed: pd.DataFrame, gaps: pd.DataFrame
+) -> str:
+    plan = replay.plan
+    lines = [
+        f"# Replay {plan.run_id}",
+        "",
+        f"{len(plan.symbols)} symbols, sessions {plan.sessions[0]} to {plan.sessions[-1]}, "
+        f"speed {plan.speed}, upkeep {'on' if plan.upkeep_enabled else 'off'}.",
+        "",
+    ]
+    if report["data_docs"]:
+        lines += [f"**Data Docs:** [validation page]({Path(report['data_docs']).as_uri()})", ""]
+    lines += [
+        "## Quality",
+        "",
+        "| session | symbol | quality % | gaps | backfilled | repaired "
+        "| no-trade | unfillable | valid |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for session in report["sessions"]:
+        for symbol, m in list(session["symbols"].items())[:50]:
+            lines.append(
+                f"| {session['date']} | {symbol} | {m['bar_quality']:.2f} | {m['gaps']} | "
+                f"{m['backfilled_bars']} | {m['repaired_bars']} | {m['no_trade_bars']} | "
+                f"{m['unfillable_bars']} | {m['validation_success']} |"
+            )
+    lines += ["", "## Gaps", ""]
+    if gaps.empty:
+        lines.append("No gaps.")
+    else:
+        counts = gaps.groupby("status")["length"].agg(["count", "sum"])
+        lines += ["| status | gaps | minutes |", "|---|---|---|"]
+        lines += [f"| {s} | {r['count']} | {r['sum']} |" for s, r in counts.iterrows()]
+    lines += ["", "## Failed expectations", ""]
+    if failed.empty:
+        lines.append("None.")
+    else:
+        lines += [
+            "| stage | session | suite | severity | failed | expectations |",
+            "|---|---|---|---|---|---|",
+        ]
+        for row in failed.head(30).itertuples(index=False):
+            lines.append(
+                f"| {row.stage} | {row.session} | {row.suite} | {row.severity} | "
+                f"{row.failed}/{row.evaluated} | {row.failing} |"
+            )
+    lines += ["", "## Coverage", ""]
+    for session, (minutes, provenance) in list(replay.coverage.items())[:CHARTED_SESSIONS]:
+        png = coverage_chart(
+            minutes,
+            provenance,
+            plan.symbols,
+            f"{session} · {plan.run_id[:8]}",
+            tz=str(replay.calendar.tz),
+        )
+        lines += [f"![coverage {session}]({png_data_uri(png)})", ""]
+    return "\n".join(lines)
+
+
+@task(cache_policy=NONE)
+def publish_report(run_id: str) -> dict[str, Any]:
+    """Build Data Docs, publish the quality tables, summary and coverage chart artifacts."""
+    replay = live(run_id)
+    engine = engine_for(replay.plan.database_url)
+    data_docs = build_data_docs(replay)
+    report = run_report(engine, run_id)
+    report["data_docs"] = data_docs
+    failed = failed_expectations(engine, run_id)
+    gaps = gaps_of(engine, run_id)
+    for session in report["sessions"]:
+        rows = [{"symbol": s, **m} for s, m in session["symbols"].items()]
+        for row in rows:
+            row.pop("segments", None)
+        create_table_artifact(
+            key=f"barkeeper-quality-{session['date']}",
+            table=rows,
+            description=f"Per-symbol bar quality of session {session['date']} (run {run_id})",
+        )
+    create_markdown_artifact(
+        key="barkeeper-replay-summary",
+        markdown=_summary_markdown(replay, report, failed, gaps),
+        description=f"Replay {run_id}: quality, gaps, failed expectations, coverage",
+    )
+    stats = replay.upkeep.stats if replay.upkeep is not None else None
+    unfillable = any(
+        m["unfillable_bars"] for s in report["sessions"] for m in s["symbols"].values()
+    )
+    degraded = bool(unfillable or (stats and (stats.fetch_errors or stats.cycle_errors)))
+    get_run_logger().info("report published; degraded=%s", degraded)
+    return {"report": report, "data_docs": data_docs, "degraded": degraded}
