@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import typer
 from pydantic import ValidationError
+from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from barkeeper.cli import DbOption, JsonOption, app, console, database_url, user_errors
@@ -41,6 +42,7 @@ def run_replay(parameters: Any, url: str, *, quiet: bool) -> dict[str, Any]:
     """Run the replay flow in this process, with a progress bar on stderr unless `quiet`."""
     os.environ["BARKEEPER_DATABASE_URL"] = url
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from barkeeper.settings import Settings
     from flows.replay import replay_sessions
     from tasks.replay import preflight
@@ -157,7 +159,7 @@ def _print_report(report: dict[str, Any], json_output: bool) -> None:
         json.dump(report, sys.stdout, indent=2, default=str)
         sys.stdout.write("\n")
     else:
-        render(report, console)
+        render(report, Console(width=max(Console().width, 112)))
 
 
 @app.command()

@@ -72,39 +72,38 @@ def gaps_of(engine: Engine, run_id: str) -> pd.DataFrame:
 
 
 def render(report: dict[str, Any], console: Console) -> None:
-    """Per-session tables of the per-symbol figures."""
-    console.print(
-        f"run [bold]{report['run_id']}[/] ({report['status']}); Data Docs: {report['data_docs']}"
+    """One table of every session's per-symbol figures."""
+    console.print(f"run {report['run_id']} ({report['status']})")
+    if report["data_docs"]:
+        console.print(f"Data Docs: {report['data_docs']}", soft_wrap=True)
+    table = Table(title_justify="left")
+    headers = (
+        "session",
+        "symbol",
+        "quality %",
+        "actual/exp",
+        "gaps",
+        "backfill",
+        "repair",
+        "no-trade",
+        "unfill",
+        "valid",
     )
+    for i, name in enumerate(headers):
+        table.add_column(name, justify="left" if i < 2 else "right", no_wrap=True)
     for session in report["sessions"]:
-        table = Table(title=f"session {session['date']}", title_justify="left")
-        table.add_column("symbol")
-        for name in (
-            "expected",
-            "actual",
-            "quality %",
-            "gaps",
-            "missing",
-            "backfilled",
-            "repaired",
-            "no-trade",
-            "unfillable",
-            "valid",
-        ):
-            table.add_column(name, justify="right")
         for symbol, m in session["symbols"].items():
             quality = m.get("bar_quality")
             table.add_row(
+                session["date"],
                 symbol,
-                str(m.get("expected_bars")),
-                str(m.get("actual_bars")),
                 "" if quality is None else f"{quality:.1f}",
+                f"{m.get('actual_bars')}/{m.get('expected_bars')}",
                 str(m.get("gaps")),
-                str(m.get("missing_bars")),
                 str(m.get("backfilled_bars")),
                 str(m.get("repaired_bars")),
                 str(m.get("no_trade_bars")),
                 str(m.get("unfillable_bars")),
                 {True: "yes", False: "NO", None: "-"}[m.get("validation_success")],
             )
-        console.print(table)
+    console.print(table)

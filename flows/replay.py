@@ -109,6 +109,7 @@ def replay_sessions(replay: ReplayParameters) -> dict[str, Any]:
     status = "degraded" if summary["degraded"] else "completed"
     finish_run(engine, run_id, status, data_docs=summary["data_docs"], stats={"timings": timings})
     get_run_logger().info("run %s %s; Data Docs: %s", run_id, status, summary["data_docs"])
+    summary["report"]["status"] = status
     return summary["report"]
 
 

@@ -17,6 +17,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from barkeeper.export import export_bars
 from barkeeper.ingest import ingest_file
+from barkeeper.panel import utc_to_ts
 from barkeeper.report import run_report
 from flows.params import ReplayParameters
 from models.engine import engine_for
@@ -80,7 +81,7 @@ def test_lossy_replay_ends_with_the_repository_bars(harness, sample_url: str) ->
     for symbol in SYMBOLS:
         exported = export_bars(engine, report["run_id"], symbol, SESSION, 1)
         expected = truth.loc[truth["symbol"] == symbol].sort_values("ts")
-        got = exported.assign(ts=pd.to_datetime(exported["timestamp"]).astype("int64") // 10**9)
+        got = exported.assign(ts=utc_to_ts(pd.to_datetime(exported["timestamp"], utc=True)))
         got = got.loc[got["ts"].isin(minutes)]
         assert got["ts"].tolist() == expected["ts"].tolist()
         for column in ("open", "high", "low", "close", "volume"):
