@@ -114,9 +114,6 @@ def summary_markdown(
     ]
     lines += _data_docs_lines(checks)
     lines += _sessions_table(audits, checks, threshold)
-    lines += _weak_symbols(audits, threshold)
-    lines += _failed_rules(checks)
-    lines += _files_table(landed)
     for session, png in charts.items():
         lines += [
             f"## Coverage {session.isoformat()}",
@@ -124,6 +121,9 @@ def summary_markdown(
             f"![Coverage of {session.isoformat()}]({png_data_uri(png)})",
             "",
         ]
+    lines += _weak_symbols(audits, threshold)
+    lines += _failed_rules(checks)
+    lines += _files_table(landed)
     return "\n".join(lines)
 
 

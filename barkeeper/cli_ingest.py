@@ -6,7 +6,7 @@ import json
 import sys
 from datetime import date
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -15,7 +15,12 @@ from rich.table import Table
 from barkeeper.cli import DbOption, JsonOption, app, console, database_url, user_errors
 from barkeeper.errors import InputFileError, ParameterError
 
-SYNTH_CELLS_PER_BATCH = 2_000_000  # symbol-minutes generated and written at a time
+if TYPE_CHECKING:
+    from barkeeper.ingest import IngestReport
+
+SYNTH_CELLS_PER_BATCH = 2_000_000  # symbol-minutes generated and written at a time, at most
+SYNTH_PROGRESS_STEPS = 20  # batches per run, so the progress bar moves ...
+SYNTH_MIN_BATCH = 100  # ... but never fewer symbols per batch than this
 
 
 @app.command("import")
@@ -48,29 +53,33 @@ def import_files(
     for path in paths:
         try:
             reports.append(ingest_file(engine, path, symbol=symbol, tz=tz))
-        except InputFileError as error:
+        except (InputFileError, ParameterError) as error:  # e.g. no symbol in the file name
             errors.append(str(error))
     if json_output:
         print(json.dumps({"files": [r.to_dict() for r in reports]}))
     elif reports:
-        console.print(_report_table(reports))
+        _print_reports(reports)
     for error in errors:
         print(f"barkeeper: error: {error}", file=sys.stderr)
     if errors:
         raise typer.Exit(2)
 
 
-def _report_table(reports: list) -> Table:
+def _print_reports(reports: list[IngestReport]) -> None:
+    """One table row of counts per file, then each file's quarantine reasons."""
     table = Table(title="import")
-    for name in ("file", "symbol", "read", "stored", "quarantined", "skipped", "reasons"):
-        table.add_column(name, justify="right" if name in ("read", "stored") else "left")
+    table.add_column("file", overflow="fold")
+    table.add_column("symbol")
+    for name in ("read", "stored", "quarantined", "skipped"):
+        table.add_column(name, justify="right")
     for r in reports:
-        reasons = ", ".join(f"{k} {v}" for k, v in r.reasons.items())
-        table.add_row(
-            Path(r.path).name, r.symbol, f"{r.read:,}", f"{r.stored:,}",
-            f"{r.quarantined:,}", f"{r.skipped:,}", reasons or "-",
-        )  # fmt: skip
-    return table
+        counts = (r.read, r.stored, r.quarantined, r.skipped)
+        table.add_row(Path(r.path).name, r.symbol, *(f"{n:,}" for n in counts))
+    console.print(table)
+    for r in reports:
+        if r.reasons:
+            reasons = ", ".join(f"{reason} {n:,}" for reason, n in r.reasons.items())
+            console.print(f"quarantined in {Path(r.path).name}: {reasons}")
 
 
 @app.command()
@@ -113,7 +122,10 @@ def synth(
     minutes = [calendar.session_minutes(s, extended_hours=extended_hours) for s in sessions]
     n_minutes = sum(len(m) for m in minutes)
     names = symbol_names(symbols)
-    batch = max(1, SYNTH_CELLS_PER_BATCH // n_minutes)
+    batch = max(
+        min(symbols, SYNTH_MIN_BATCH),  # the illiquid share is exact within each batch
+        min(SYNTH_CELLS_PER_BATCH // n_minutes, -(-symbols // SYNTH_PROGRESS_STEPS)),
+    )
     engine = engine_for(database_url(db))
     init_db(engine)
     stored = skipped = 0

@@ -26,7 +26,10 @@ def parameters_error(error: ValidationError) -> ParameterError:
     """The first problem of a parameter model, as one line naming the parameter."""
     first = error.errors()[0]
     where = ".".join(str(p) for p in first["loc"]) or "parameters"
-    return ParameterError(f"{where}: {first['msg']}")
+    message = first["msg"].removeprefix("Value error, ")
+    if first["loc"] and isinstance(first.get("input"), str | int | float):
+        message += f" (got {first['input']!r})"
+    return ParameterError(f"{where}: {message}")
 
 
 def build_parameters(**values: Any) -> Any:
@@ -173,10 +176,14 @@ def report(
     """Show a run's per-symbol quality, gaps, repairs and failed expectations."""
     from barkeeper.report import failed_expectations, run_report
     from models.engine import engine_for
+    from models.results import mark_interrupted
+    from models.schema import init_db
 
     if run and latest:
         raise ParameterError("--run and --latest exclude each other; give one")
     engine = engine_for(database_url(db))
+    init_db(engine)
+    mark_interrupted(engine)  # a run whose process was killed shows as interrupted
     result = run_report(engine, run)
     _print_report(result, json_output)
     if not json_output:
@@ -202,12 +209,15 @@ def export(
     """Print a run's bars of one symbol and session: timestamp, OHLCV, provenance."""
     from barkeeper.export import export_bars
     from models.engine import engine_for
+    from models.schema import init_db
 
     if bool(run) == bool(latest):
         raise ParameterError("give exactly one of --run ID or --latest")
     if output_format not in ("csv", "json"):
         raise ParameterError(f"--format: {output_format!r} must be csv or json")
-    frame = export_bars(engine_for(database_url(db)), run, symbol.upper(), date.date(), interval)
+    engine = engine_for(database_url(db))
+    init_db(engine)
+    frame = export_bars(engine, run, symbol.upper(), date.date(), interval)
     if output_format == "csv":
         frame.to_csv(sys.stdout, index=False, lineterminator="\n")
     else:

@@ -14,8 +14,10 @@ Counting rules
 - stored: new bars, and bars whose values differ from the stored ones (vendor corrections).
 
 Re-importing a file replaces that file's quarantine records instead of adding new ones.
-Symbols are validated (`validate_symbol`): anything outside a ticker's character set, such as
-``X'); DROP TABLE bars;--``, is rejected with a ParameterError before any read or write.
+Symbols: a symbol taken from a file name must look like a ticker; a symbol given with
+``--symbol`` may be any 1-64 characters without commas or control characters, the same rule as
+the replay's parameters, so whatever can be replayed can be imported. Every value reaches the
+store as a bound parameter: ``X'); DROP TABLE bar;--`` is stored as a plain name.
 """
 
 from __future__ import annotations
@@ -40,9 +42,11 @@ from models.repository import record_ingested_file, upsert_bars, write_quarantin
 
 log = logging.getLogger(__name__)
 
+MAX_LINE_CHARS = 4096
+
 #: Quarantine reasons, in the order they are checked (a row gets the first that applies).
 REASONS: Mapping[str, str] = {
-    "line_too_long": f"the line is longer than {4096:,} characters",
+    "line_too_long": f"the line is longer than {MAX_LINE_CHARS:,} characters",
     "wrong_field_count": "the line has more or fewer fields than the header",
     "missing_value": "timestamp, open, high, low, close or volume is empty (or NA/NaN/null)",
     "unparseable_timestamp": "the timestamp is not an ISO 8601 date-time",
@@ -58,10 +62,10 @@ REASONS: Mapping[str, str] = {
     "low_above_open_close": "low > open or low > close",
     "conflicting_duplicate": "another row of the file has the same minute with other values",
 }
-MAX_LINE_CHARS = 4096
 TIMESTAMP_NAMES = ("timestamp", "datetime", "date")
 NA_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
-SYMBOL_PATTERN = re.compile(r"[A-Za-z0-9^][A-Za-z0-9._^=-]{0,31}")
+SYMBOL_PATTERN = re.compile(r"[A-Za-z0-9^][A-Za-z0-9._^=-]{0,31}")  # from a file name
+GIVEN_SYMBOL_PATTERN = re.compile(r"[^,\x00-\x1f\x7f]{1,64}")  # --symbol (as ReplayParameters)
 OFFSET_PATTERN = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 MAGIC = {
     b"\x1f\x8b": "gzip",
@@ -99,7 +103,8 @@ class IngestReport:
     skipped: int
     reasons: dict[str, int] = field(default_factory=dict)
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, object]:
+        """The `--json` shape of one file."""
         return asdict(self)
 
 
@@ -160,7 +165,23 @@ def ingest_file(
 
 
 def parse_file(path: str | Path, symbol: str | None = None, tz: str = "UTC") -> ParsedFile:
-    """Parse and check a vendor file without touching the store (see the module's rules)."""
+    """Parse and check a vendor file without touching the store (see the module's rules).
+
+    Parameters
+    ----------
+    path
+        A CSV (by default) or Parquet file (by its ``PAR1`` header, whatever the suffix).
+    symbol
+        The symbol of every row; default: the file name up to its first ``_``.
+    tz
+        IANA time zone of naive timestamps.
+
+    Returns
+    -------
+    ParsedFile
+        Good bars sorted by ts, quarantine rows (file, line, raw, reason, symbol) sorted by
+        line, rows read and exact duplicates skipped.
+    """
     path = Path(path)
     zone = validate_tz(tz)
     symbol = validate_symbol(symbol) if symbol is not None else symbol_from_path(path)
@@ -186,11 +207,11 @@ def validate_tz(tz: str) -> str:
 
 
 def validate_symbol(symbol: str) -> str:
-    """`symbol` if it looks like a ticker (1-32 of A-Z a-z 0-9 . _ - ^ =), else ParameterError."""
-    if not SYMBOL_PATTERN.fullmatch(symbol):
+    """`symbol` if it is 1-64 characters without commas or control characters and not blank."""
+    if not GIVEN_SYMBOL_PATTERN.fullmatch(symbol) or not symbol.strip():
         raise ParameterError(
             f"--symbol: {symbol!r} is not a ticker symbol "
-            "(1-32 characters: letters, digits and . _ - ^ =)"
+            "(1-64 characters, no commas or control characters)"
         )
     return symbol
 
@@ -325,6 +346,8 @@ def _read_parquet(path: Path) -> _Table:
         frame = pq.read_table(path).to_pandas()
     except (pa.ArrowException, OSError) as error:
         raise InputFileError(f"{path}: not a readable Parquet file ({error})") from None
+    if not isinstance(frame.index, pd.RangeIndex):  # e.g. the timestamps saved as the index
+        frame = frame.reset_index()
     header = [str(c) for c in frame.columns]
     index = _column_index(path, header, ",".join(header))
     if frame.empty:

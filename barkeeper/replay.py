@@ -10,21 +10,24 @@ and rolls `session_data`; the upkeep side runs cycles on the session clock and t
 
 from __future__ import annotations
 
+import importlib
+import inspect
 import logging
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import date, datetime, time
+from datetime import date, datetime, time, timedelta
 from time import monotonic, perf_counter
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
 
 from barkeeper.calendar import Calendar, SessionMinutes
 from barkeeper.coordinator import BacktestStreamCoordinator
+from barkeeper.errors import ParameterError
 from barkeeper.faults import FaultConfig, inject
-from barkeeper.kernels import BucketLayout, bucket_layout, derive
+from barkeeper.kernels import DAILY, BucketLayout, bucket_layout, derive
 from barkeeper.panel import Panel
 from barkeeper.session_checks import CycleChecks
 from barkeeper.session_data import SessionData
@@ -34,8 +37,6 @@ if TYPE_CHECKING:
     from barkeeper.validation import Validator
 
 log = logging.getLogger(__name__)
-
-DAY_OPEN, DAY_CLOSE = time(4, 0), time(20, 0)
 
 
 @dataclass(frozen=True)
@@ -59,6 +60,8 @@ class ReplayPlan:
     faults: FaultConfig = field(default_factory=FaultConfig)
     quality_threshold: float = 95.0
     reports_dir: str = "barkeeper_reports"
+    prefetch: bool = True
+    handlers: tuple[str, ...] = ()
 
 
 @dataclass
@@ -80,6 +83,24 @@ class SessionTiming:
     stream_s: float = 0.0
     settle_wait_s: float = 0.0
     roll_pause_s: float = 0.0
+
+
+def timing_report(timings: list[dict[str, Any]], prefetch: bool) -> dict[str, Any]:
+    """Per-session stream timings and the roll pause over the run's rolls (seconds).
+
+    The roll pause runs from the previous session's results being persisted to the next
+    session's first minute; the first session has none, so a one-session run has no rolls.
+    """
+    pauses = [t["roll_pause_s"] for t in timings[1:]]
+    return {
+        "prefetch": prefetch,
+        "sessions": [
+            {k: (str(v) if k == "session" else round(v, 6)) for k, v in t.items()} for t in timings
+        ],
+        "rolls": len(pauses),
+        "roll_pause_mean_s": round(sum(pauses) / len(pauses), 6) if pauses else None,
+        "roll_pause_max_s": round(max(pauses), 6) if pauses else None,
+    }
 
 
 @dataclass
@@ -154,17 +175,26 @@ class Replay:
         )
 
     def day_window(self, session: date) -> tuple[int, int]:
-        """04:00-20:00 exchange time: every bar a session may own, in or out of its minutes."""
+        """The session's whole local day: every bar it may own, in or out of its minutes.
+
+        Wider than the extended-hours segments (04:00-20:00), so a bar outside every segment
+        (03:30 or 21:00 exchange time) is read and counted as an outside bar, not ignored.
+        """
         local = [
-            pd.Timestamp(datetime.combine(session, t)).tz_localize(self.calendar.tz)
-            for t in (DAY_OPEN, DAY_CLOSE)
+            pd.Timestamp(datetime.combine(d, time(0, 0))).tz_localize(self.calendar.tz)
+            for d in (session, session + timedelta(days=1))
         ]
         return int(local[0].timestamp()), int(local[1].timestamp())
 
     def layouts(self, minutes: SessionMinutes) -> dict[int, BucketLayout]:
+        """The derived intervals' layouts, plus the daily bar (DAILY) of every session.
+
+        The daily bar costs one bucket per symbol and session and is what a multi-session
+        strategy reads as "yesterday's bar", so it is kept whatever `derived` lists.
+        """
         return {
             n: bucket_layout(minutes.minutes, minutes.segment, n, self.plan.anchor)
-            for n in self.plan.derived
+            for n in sorted({*self.plan.derived, DAILY})
         }
 
     def load_history(self, first: date) -> None:
@@ -230,7 +260,58 @@ class Replay:
                     clock, next_validation, self.plan.validation_interval_s
                 )
         self.upkeep.final_pass()
+        on_validate()  # what changed since the last cycle validation, rejected bars included
         return True
+
+
+def handler_factory(path: str) -> Callable[[SessionData], Any]:
+    """The factory named by an import path "package.module:factory".
+
+    Raises
+    ------
+    ParameterError
+        The module does not import, or it has no callable of that name.
+    """
+    module_name, _, name = path.partition(":")
+    if not module_name or not name:
+        raise ParameterError(f"handlers: {path!r} is not an import path like 'package.module:name'")
+    try:
+        target: Any = importlib.import_module(module_name)
+    except ImportError as error:
+        raise ParameterError(
+            f"handlers: cannot import {module_name!r} of {path!r}: {error}"
+        ) from None
+    for part in name.split("."):
+        target = getattr(target, part, None)
+    if not callable(target):
+        raise ParameterError(f"handlers: {path!r} names no callable factory in {module_name!r}")
+    return target
+
+
+def attach_handlers(
+    coordinator: BacktestStreamCoordinator, data: SessionData, paths: tuple[str, ...]
+) -> list[Any]:
+    """Build each path's handler from `data` and register it, with its session events if any.
+
+    A handler is a callable `(symbol, ts, open, high, low, close, volume)`, sync or async,
+    optionally with `on_session_start(session)` / `on_session_end(session)` methods.
+    """
+    handlers = []
+    for path in paths:
+        handler = handler_factory(path)(data)
+        if not callable(handler):
+            raise ParameterError(f"handlers: {path!r} returned {handler!r}, not a bar handler")
+        # An instance with `async def __call__` is registered by its bound method, which the
+        # coordinator recognises as a coroutine function and awaits.
+        method = inspect.getattr_static(handler, "__call__", None)
+        async_method = not inspect.isroutine(handler) and inspect.iscoroutinefunction(method)
+        coordinator.register_handler(handler.__call__ if async_method else handler)
+        on_start = getattr(handler, "on_session_start", None)
+        on_end = getattr(handler, "on_session_end", None)
+        if on_start is not None or on_end is not None:
+            coordinator.add_session_listener(on_start, on_end)
+        handlers.append(handler)
+    return handlers
 
 
 def _next_after(clock: int, due: int, step: int) -> int:

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 SYMBOL_PATTERN = r"^[^,\x00-\x1f]{1,64}$"
 SPEED_PATTERN = r"^(max|realtime|[0-9]+(\.[0-9]+)?x)$"
 OUTAGE_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$"
+HANDLER_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -113,6 +114,18 @@ class ReplayParameters(BaseModel):
     )
     faults: FaultParameters = Field(
         default_factory=FaultParameters, title="Fault injection", description="A lossy feed."
+    )
+    prefetch: bool = Field(
+        True,
+        title="Prefetch",
+        description="Read the next session's bars while the current one replays "
+        "(off: read them at the roll).",
+    )
+    handlers: list[Annotated[str, Field(pattern=HANDLER_PATTERN)]] = Field(
+        default_factory=list,
+        title="Bar handlers",
+        description="Import paths package.module:factory; each factory takes the session_data "
+        "and returns a per-bar handler (optionally with on_session_start/on_session_end).",
     )
 
     @field_validator("symbols")

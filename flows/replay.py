@@ -15,7 +15,7 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 
-from barkeeper.replay import SessionTiming, live, unregister
+from barkeeper.replay import LoadedSession, SessionTiming, live, timing_report, unregister
 from flows.params import ReplayParameters
 from models.engine import engine_for
 from models.results import finish_run
@@ -36,22 +36,32 @@ def stream_sessions(run_id: str) -> list[dict[str, Any]]:
     """Stream every session in order, prefetching the next one while the current one replays."""
     replay = live(run_id)
     sessions = replay.plan.sessions
+    ahead = replay.plan.prefetch
     prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="barkeeper-prefetch")
 
     def read_ahead(session):  # a task run of its own, in the prefetch thread
         return prefetch.submit(contextvars.copy_context().run, load_session, run_id, session)
 
+    def take(session, pending) -> LoadedSession:
+        """The prefetched session, or a direct read without prefetch or when it failed."""
+        if pending is not None:
+            try:
+                return pending.result()
+            except Exception:
+                get_run_logger().warning("prefetch of %s failed; reading it now", session)
+        return load_session(run_id, session)
+
     try:
+        pending = read_ahead(sessions[0]) if ahead else None
         if replay.plan.trailing_days:
             load_history(run_id, sessions[0])
-        pending = read_ahead(sessions[0])
         closed_at = None
         for i, session in enumerate(sessions):
             timing = SessionTiming(session)
             waited = perf_counter()
-            loaded = pending.result()
+            loaded = take(session, pending)
             timing.load_wait_s = perf_counter() - waited
-            if i + 1 < len(sessions):
+            if ahead and i + 1 < len(sessions):
                 pending = read_ahead(sessions[i + 1])
             if closed_at is not None:
                 timing.roll_pause_s = perf_counter() - closed_at
@@ -110,6 +120,7 @@ def replay_sessions(replay: ReplayParameters) -> dict[str, Any]:
     finish_run(engine, run_id, status, data_docs=summary["data_docs"], stats={"timings": timings})
     get_run_logger().info("run %s %s; Data Docs: %s", run_id, status, summary["data_docs"])
     summary["report"]["status"] = status
+    summary["report"]["timings"] = timing_report(timings, plan.prefetch)
     return summary["report"]
 
 

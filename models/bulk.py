@@ -1,9 +1,10 @@
 """Fast bulk inserts: one transaction, plain tuples, and the backend's own bulk path.
 
 ORM objects cost tens of microseconds each; a session of 2,000 symbols is ~1M rows. So rows
-travel as columns → tuples → one DB-API `executemany` (SQLite) or one `COPY` (PostgreSQL),
-inside a single transaction. Table and column names come from the SQLModel metadata, never
-from user input; every value is a bound parameter or COPY data.
+travel as plain Python columns into multi-row INSERT statements run by one DB-API
+`executemany` (SQLite) or into one `COPY` (PostgreSQL), inside a single transaction. Table and
+column names come from the SQLModel metadata, never from user input; every value is a bound
+parameter or COPY data.
 """
 
 from __future__ import annotations
@@ -53,12 +54,16 @@ def insert_rows(
     table
         A SQLAlchemy table or a SQLModel table class.
     rows
-        Columns to write; every column must exist in the table, the rest take NULL.
+        Columns to write; every column must exist in the table. Columns left out take the
+        database default or NULL (SQLModel's Python-side defaults are not applied); missing
+        values (NaN, NaT, None) are written as NULL.
     on_conflict
         ``"error"`` raises on a duplicate key, ``"ignore"`` keeps the existing row,
         ``"update"`` overwrites `update_cols` (default: every written non-key column).
     conflict_cols
         The unique key that decides a conflict (default: the primary key).
+    update_cols
+        Columns ``"update"`` overwrites (default: every written column outside the key).
     changed_cols
         With ``"update"``: touch an existing row only when one of these columns differs, so
         the returned count holds new and changed rows only (identical rows are not counted).
@@ -87,11 +92,17 @@ def insert_rows(
 def _columns(rows: Rows) -> dict[str, list[Any]]:
     """Plain Python lists per column (numpy scalars are not DB-API values)."""
     if isinstance(rows, pd.DataFrame):
-        return {str(name): rows[name].tolist() for name in rows.columns}
+        return {str(name): _plain(rows[name]) for name in rows.columns}
     out = {}
     for name, values in rows.items():
         out[name] = values.tolist() if hasattr(values, "tolist") else list(values)
     return out
+
+
+def _plain(column: pd.Series) -> list[Any]:
+    if column.hasnans:
+        return column.astype(object).where(column.notna(), None).tolist()
+    return column.tolist()
 
 
 def _bind_values(conn: Connection, tbl: Table, columns: dict[str, list[Any]]) -> dict:

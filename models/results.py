@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
@@ -21,7 +23,15 @@ RUN_STATUSES = ("running", "completed", "degraded", "failed", "interrupted")
 def create_run(engine: Engine, run_id: str, flow: str, parameters: Mapping[str, Any]) -> None:
     """Record a run as started (status `running` until `finish_run`)."""
     with Session(engine) as session:
-        session.add(Run(id=run_id, flow=flow, parameters=json.dumps(parameters, default=str)))
+        session.add(
+            Run(
+                id=run_id,
+                flow=flow,
+                parameters=json.dumps(parameters, default=str),
+                host=socket.gethostname()[:255],
+                pid=os.getpid(),
+            )
+        )
         session.commit()
 
 
@@ -46,15 +56,49 @@ def finish_run(
         conn.execute(update(Run).where(Run.id == run_id).values(**values))
 
 
-def mark_interrupted(engine: Engine) -> int:
-    """Mark runs left `running` by a killed process as `interrupted`; returns how many."""
+def mark_interrupted(engine: Engine) -> list[str]:
+    """Mark runs whose process has died while they were `running` as `interrupted`.
+
+    Only runs started on this host can be judged: their process id is looked up, and a run
+    whose process still exists (this one, or a concurrent replay) is left alone. Runs of
+    other hosts, and runs recorded without a process id, stay as they are.
+
+    Returns
+    -------
+    list[str]
+        The ids of the runs marked.
+    """
+    query = select(Run.id, Run.pid).where(
+        Run.status == "running", Run.host == socket.gethostname()[:255], Run.pid.is_not(None)
+    )
     with engine.begin() as conn:
-        result = conn.execute(
-            update(Run)
-            .where(Run.status == "running")
-            .values(status="interrupted", error="process ended before the run finished")
-        )
-    return result.rowcount
+        dead = [run_id for run_id, pid in conn.execute(query) if not process_alive(pid)]
+        if dead:
+            conn.execute(
+                update(Run)
+                .where(Run.id.in_(dead), Run.status == "running")
+                .values(
+                    status="interrupted",
+                    finished_at=datetime.now(UTC),
+                    error="interrupted: its process ended before the run finished",
+                )
+            )
+    return dead
+
+
+def process_alive(pid: int) -> bool:
+    """True if process `pid` exists on this host and is not a zombie (killed, not yet reaped)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: it exists
+        return True
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as stat:
+            return stat.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except (OSError, IndexError):  # no procfs: existence is all we know
+        return True
 
 
 def write_session_results(
@@ -94,7 +138,7 @@ def resolve_run(engine: Engine, run_id: str | None, *, flow: str | None = None) 
         query = select(Run).order_by(Run.started_at.desc())
         if flow:
             query = query.where(Run.flow == flow)
-        run = session.exec(query).first()
+        run = session.scalars(query).first()
         if run is None:
             raise UnknownRunError("the store holds no runs yet; run `barkeeper replay` first")
         return run

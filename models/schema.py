@@ -8,6 +8,7 @@ Alembic is configured in code (no alembic.ini at run time); the revisions live i
 from __future__ import annotations
 
 import sys
+import time
 from pathlib import Path
 
 from alembic import command
@@ -16,12 +17,14 @@ from alembic.config import Config
 from alembic.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, Engine, create_engine, inspect
+from sqlalchemy.exc import DBAPIError
 from sqlmodel import SQLModel
 
 from models import tables  # noqa: F401  (registers the tables on SQLModel.metadata)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 INITIAL_REVISION = "0001"
+MIGRATION_ATTEMPTS = 6  # waits 0.1 s, 0.2 s, … 1.6 s for a concurrent migration
 
 
 def alembic_config() -> Config:
@@ -40,13 +43,26 @@ def init_db(engine: Engine) -> None:
     """
     config = alembic_config()
     head = ScriptDirectory.from_config(config).get_current_head()
-    with engine.begin() as conn:
-        if MigrationContext.configure(conn).get_current_revision() == head:
+    for attempt in range(MIGRATION_ATTEMPTS):
+        try:
+            with engine.begin() as conn:
+                if _revision(conn) == head:
+                    return
+                config.attributes["connection"] = conn
+                if _is_unversioned_store(conn):
+                    command.stamp(config, INITIAL_REVISION)
+                command.upgrade(config, "head")
             return
-        config.attributes["connection"] = conn
-        if _is_unversioned_store(conn):
-            command.stamp(config, INITIAL_REVISION)
-        command.upgrade(config, "head")
+        except DBAPIError:
+            # Another process is migrating the same store (SQLite runs DDL outside a
+            # transaction; PostgreSQL serialises with an advisory lock): wait, then re-check.
+            if attempt == MIGRATION_ATTEMPTS - 1:
+                raise
+            time.sleep(0.1 * 2**attempt)
+
+
+def _revision(conn: Connection) -> str | None:
+    return MigrationContext.configure(conn).get_current_revision()
 
 
 def schema_diff(engine: Engine) -> list:

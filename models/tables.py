@@ -73,6 +73,8 @@ class Run(SQLModel, table=True):
     error: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     data_docs: str = Field(default="", max_length=1024)
     stats: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
+    host: str = Field(default="", max_length=255)  # where the run's process lives
+    pid: int | None = None  # that process, to tell an interrupted run from a live one
 
 
 class SessionMetric(SQLModel, table=True):

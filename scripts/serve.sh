@@ -30,11 +30,19 @@ pids=()
 stop() {
   trap - INT TERM EXIT
   echo "stopping the worker and the server ..." >&2
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  # Newest first: the worker reports its last states while the server still listens (a worker
+  # whose server is gone keeps retrying). Each gets 10 s to finish, then it is killed.
+  local i pid
+  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
+    pid=${pids[i]}
+    kill -TERM "$pid" 2>/dev/null || continue
+    for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+  done
 }
 trap stop EXIT
-trap 'exit 130' INT
+trap 'exit 0' INT  # Ctrl-C is how you stop it: not an error
 trap 'exit 143' TERM
 
 echo "starting the Prefect server on port $port (home $PREFECT_HOME) ..." >&2

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -143,8 +143,7 @@ def store_session(database_url: str, run_id: str, audit: SessionAudit, check: Se
     write_session_results(
         engine, run_id, audit.session, metrics=metrics, gaps=audit.gaps, bars=pd.DataFrame()
     )
-    now = datetime.now(UTC)  # bulk inserts skip the table's Python-side default
-    write_validation_results(engine, [{**r, "created_at": now} for r in check.records(run_id)])
+    write_validation_results(engine, check.records(run_id))
     derived = audit.derived_bars()
     start, end = int(audit.minutes.minutes[0]), audit.minutes.close_ts
     symbols = list(audit.panel.symbols)

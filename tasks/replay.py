@@ -11,15 +11,23 @@ from datetime import date
 from functools import partial
 
 import pandas as pd
-from barkeeper.faults import FaultConfig, parse_outage
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
 
 from barkeeper.calendar import Calendar
-from barkeeper.coordinator import BacktestStreamCoordinator
+from barkeeper.coordinator import BacktestStreamCoordinator, parse_speed
 from barkeeper.errors import ParameterError
-from barkeeper.replay import LoadedSession, Replay, ReplayPlan, live, register
+from barkeeper.faults import FaultConfig, parse_outage
+from barkeeper.replay import (
+    LoadedSession,
+    Replay,
+    ReplayPlan,
+    attach_handlers,
+    handler_factory,
+    live,
+    register,
+)
 from barkeeper.session_checks import final_frames, symbol_success
 from barkeeper.session_data import SessionData
 from barkeeper.session_results import SessionState, session_bars, session_gaps, session_metrics
@@ -28,7 +36,12 @@ from barkeeper.upkeep import Upkeep, UpkeepConfig
 from flows.params import ReplayParameters
 from models.engine import engine_for
 from models.repository import known_symbols, read_bars, read_bars_at
-from models.results import create_run, write_session_results, write_validation_results
+from models.results import (
+    create_run,
+    mark_interrupted,
+    write_session_results,
+    write_validation_results,
+)
 from models.schema import init_db
 
 
@@ -45,6 +58,7 @@ class RepositorySource:
 def make_plan(replay: ReplayParameters, settings: Settings, run_id: str) -> ReplayPlan:
     """Resolve parameters against settings and the calendar; raise on anything unusable."""
     calendar = Calendar(replay.calendar or settings.calendar)
+    parse_speed(replay.speed)  # e.g. 0x: a one-line error here, not a failed task later
     sessions = calendar.sessions(replay.start, replay.last)
     if not sessions:
         raise ParameterError(
@@ -89,6 +103,8 @@ def make_plan(replay: ReplayParameters, settings: Settings, run_id: str) -> Repl
             else replay.quality_threshold
         ),
         reports_dir=str(settings.reports_dir),
+        prefetch=replay.prefetch,
+        handlers=tuple(replay.handlers),
     )
 
 
@@ -103,6 +119,8 @@ def preflight(replay: ReplayParameters, settings: Settings, run_id: str = "") ->
             f"symbols: {', '.join(unknown)} not in the repository; import them first "
             "(barkeeper import PATH)"
         )
+    for path in plan.handlers:
+        handler_factory(path)
     return plan
 
 
@@ -111,6 +129,7 @@ def open_run(replay: ReplayParameters, run_id: str) -> ReplayPlan:
     """Validate the request against the store, record the run and set up its live state."""
     plan = preflight(replay, Settings(), run_id)
     engine = engine_for(plan.database_url)
+    mark_interrupted(engine)  # earlier runs whose process was killed
     create_run(engine, run_id, "replay_sessions", replay.model_dump(mode="json"))
     data = SessionData(history_sessions=plan.trailing_days)
     replay_state = Replay(
@@ -120,6 +139,7 @@ def open_run(replay: ReplayParameters, run_id: str) -> ReplayPlan:
         read_bars=partial(read_bars, engine),
     )
     replay_state.coordinator = BacktestStreamCoordinator(data, plan.speed)
+    attach_handlers(replay_state.coordinator, data, plan.handlers)
     replay_state.upkeep = Upkeep(
         data,
         RepositorySource(plan.database_url),

@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from served import replay_run, served, started_runs  # noqa: F401  (one real Prefect server)
 from sqlalchemy import create_engine, text
 
 from models.engine import engine_for

@@ -69,8 +69,7 @@ def test_unreadable_file_exits_2_with_one_line_and_the_rest_imports(
 def test_bad_parameters_exit_2_before_anything_is_imported(sqlite_url: str) -> None:
     code, _, err = run("import", str(SAMPLES[0]), "--tz", "Mars/Olympus", "--db", sqlite_url)
     assert code == 2 and len(err.strip().splitlines()) == 1 and "--tz" in err
-    hostile = "X'); DROP TABLE bars;--"
-    code, _, err = run("import", str(SAMPLES[0]), "--symbol", hostile, "--db", sqlite_url)
+    code, _, err = run("import", str(SAMPLES[0]), "--symbol", "A,B", "--db", sqlite_url)
     assert code == 2 and "is not a ticker symbol" in err and "Traceback" not in err
     engine = engine_for(sqlite_url)
     assert known_symbols(engine) == []

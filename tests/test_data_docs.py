@@ -158,7 +158,7 @@ def test_data_docs_render_offline_in_chromium(docs: dict[str, object]) -> None:
             stats = " ".join(
                 page.locator("table", has_text="Evaluated Expectations").first.inner_text().split()
             )
-            assert "Evaluated Expectations 17" in stats and "Unsuccessful Expectations 1" in stats
+            assert "Evaluated Expectations 11" in stats and "Unsuccessful Expectations 1" in stats
             assert "move_vs_prev_close" in body
             assert (
                 page.evaluate("getComputedStyle(document.querySelector('.navbar')).display")

@@ -106,13 +106,7 @@ def _flat_run(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 BARS_1M_BREAKERS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
-    "symbol_not_null": _set(4, "symbol", None),
-    "ts_not_null": _set(4, "ts", np.nan),
-    "open_not_null": _set(4, "open", np.nan),
-    "high_not_null": _set(4, "high", np.nan),
-    "low_not_null": _set(4, "low", np.nan),
-    "close_not_null": _set(4, "close", np.nan),
-    "volume_not_null": _set(4, "volume", np.nan),
+    "no_nulls": _set(4, "close", np.nan),
     "high_ge_open_close": lambda f: _set(4, "high", f.loc[4, ["open", "close"]].max() - 0.01)(f),
     "low_le_open_close": lambda f: _set(4, "low", f.loc[4, ["open", "close"]].min() + 0.01)(f),
     "prices_positive": lambda f: f.assign(
@@ -131,6 +125,14 @@ BARS_1M_BREAKERS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
 def test_every_bars_1m_rule_has_a_breaker(validator: Validator) -> None:
     names = {e["meta"]["name"] for e in validator.specs["bars_1m"]["expectations"]}
     assert names == set(BARS_1M_BREAKERS)
+
+
+@pytest.mark.parametrize("column", BAR_COLUMNS)
+def test_a_null_in_any_bar_column_breaks_no_nulls(validator: Validator, column: str) -> None:
+    broken = _set(4, column, None if column == "symbol" else np.nan)(clean_bars())
+    critical = by_severity(validator.validate_bars_1m(prepare_bars_1m(broken, MINUTES)))["critical"]
+    assert "no_nulls" in critical.failing
+    assert hard_check_failures(broken)[4]
 
 
 def test_clean_bars_pass(validator: Validator) -> None:
@@ -197,11 +199,7 @@ def derived_from(bars: pd.DataFrame, minutes: int = 5) -> pd.DataFrame:
 
 
 DERIVED_BREAKERS: dict[str, Callable[[pd.DataFrame], pd.DataFrame]] = {
-    **{
-        f"{c}_not_null": _set(1, c, np.nan)
-        for c in ["ts", "interval", "open", "high", "low", "close", "volume"]
-    },
-    "symbol_not_null": _set(1, "symbol", None),
+    "no_nulls": _set(1, "interval", np.nan),
     "constituents_at_least_one": _set(1, "constituents", 0),
     "constituents_at_most_expected": _set(1, "constituents", 7),
     "volume_equals_constituents": lambda f: _set(1, "volume", f.loc[1, "volume"] + 1)(f),

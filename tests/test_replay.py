@@ -22,6 +22,8 @@ from barkeeper.report import run_report
 from flows.params import ReplayParameters
 from models.engine import engine_for
 from models.repository import read_bars
+from models.results import read_table
+from models.tables import ValidationResult
 
 SAMPLE = Path(__file__).resolve().parents[1] / "data" / "sample"
 SESSION = date(2023, 7, 10)
@@ -95,8 +97,16 @@ def test_lossy_replay_ends_with_the_repository_bars(harness, sample_url: str) ->
         assert figures["no_trade_bars"] == 390 - len(expected)
         assert figures["unfillable_bars"] == 0
         assert figures["backfilled_bars"] > 0
-    assert sum(s["repaired_bars"] for s in session["symbols"].values()) > 0
+    repaired = sum(s["repaired_bars"] for s in session["symbols"].values())
+    assert repaired > 0
     assert all(s["validation_success"] for s in session["symbols"].values())
+    # the corrupted bars show as critical failures of the cycle validation, then pass at the end
+    results = read_table(engine, ValidationResult, report["run_id"])
+    critical = results.loc[(results["suite"] == "bars_1m") & (results["severity"] == "critical")]
+    cycle = critical.loc[critical["stage"] == "cycle"]
+    assert not cycle["success"].all()
+    final = critical.loc[critical["stage"] == "final"]
+    assert len(final) == 1 and final["success"].all()
 
 
 def test_derived_bars_equal_pandas_resample_of_the_repository(harness, sample_url: str) -> None:

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from datetime import UTC, date, datetime
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from alembic.script import ScriptDirectory
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import inspect, select, text
@@ -27,10 +30,11 @@ from models.repository import (
     upsert_bars,
     write_quarantine,
 )
-from models.schema import init_db, schema_diff
+from models.schema import alembic_config, init_db, schema_diff
 from models.tables import Bar, IngestedFile, Run, RunBar
 
 HOSTILE = "X'); DROP TABLE bar;--"
+HEAD_REVISION = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
 def random_bars(symbols: list[str], minutes: int, seed: int = 0, keep: float = 0.7) -> pd.DataFrame:
@@ -60,7 +64,8 @@ def test_init_db_twice_is_harmless_and_matches_the_tables(db_url: str) -> None:
     assert schema_diff(engine) == []
     assert len(read_bars(engine, ["A"], 0, 2**40)) > 0
     with engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
+        assert version == HEAD_REVISION
         assert set(SQLModel.metadata.tables) <= set(inspect(conn).get_table_names())
 
 
@@ -251,3 +256,26 @@ def postgres_url_or_none(request: pytest.FixtureRequest) -> str | None:
     if not os.environ.get("BARKEEPER_TEST_POSTGRES_URL"):
         return None
     return request.getfixturevalue("postgres_url")
+
+
+def test_concurrent_init_db_converges(db_url: str, tmp_path: Path) -> None:
+    """Workers starting together on one fresh store all end at the same migrated schema."""
+    if db_url.startswith("sqlite"):
+        db_url = f"sqlite:///{tmp_path / 'fresh.db'}"  # not yet migrated by the fixture
+    else:
+        engine_for(db_url).dispose()  # no pooled connection remembers the dropped tables
+        with engine_for(db_url).begin() as conn:
+            conn.execute(text("DROP TABLE " + ", ".join(SQLModel.metadata.tables) + " CASCADE"))
+            conn.execute(text("DROP TABLE alembic_version"))
+        engine_for(db_url).dispose()
+    script = (
+        "import sys; from models.engine import make_engine; from models.schema import init_db;"
+        "init_db(make_engine(sys.argv[1]))"
+    )
+    workers = [
+        subprocess.Popen([sys.executable, "-c", script, db_url], stderr=subprocess.PIPE)
+        for _ in range(3)
+    ]
+    errors = [w.communicate(timeout=120)[1].decode() for w in workers]
+    assert [w.returncode for w in workers] == [0] * 3, errors
+    assert schema_diff(engine_for(db_url)) == []

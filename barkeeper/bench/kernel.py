@@ -95,8 +95,20 @@ def _median_ms(fn: Callable[[], tuple[int, int]], repeats: int) -> tuple[float, 
     return statistics.median(times), result
 
 
-def bench_kernel(symbols: int = 2000, repeats: int = 5, seed: int = 0) -> dict[str, Any]:
+def time_kernel(symbols: int, repeats: int = 5, seed: int = 0) -> float:
+    """Median ms of barkeeper's kernel alone on `symbols` symbols (for the scaling curve)."""
+    sm = Calendar().session_minutes(BENCH_SESSION)
+    panel = synthetic_panel(symbols, sm.minutes, missing_rate=0.02, seed=seed)
+    return round(_median_ms(lambda: _barkeeper(panel, sm), repeats)[0], 2)
+
+
+def bench_kernel(
+    symbols: int = 2000, repeats: int = 5, seed: int = 0, loop_repeats: int = 3
+) -> dict[str, Any]:
     """Time gap detection + quality + 5/15/30/60m derivation three ways; medians in ms.
+
+    The per-symbol pandas loop is the slow baseline (seconds per run): it is timed
+    `loop_repeats` times, the other two `repeats` times.
 
     Returns
     -------
@@ -112,7 +124,7 @@ def bench_kernel(symbols: int = 2000, repeats: int = 5, seed: int = 0) -> dict[s
 
     ours_ms, ours = _median_ms(lambda: _barkeeper(panel, sm), repeats)
     group_ms, grouped = _median_ms(lambda: _pandas_groupby(frame, expected), repeats)
-    loop_ms, looped = _median_ms(lambda: _pandas_loop(frame, expected), repeats)
+    loop_ms, looped = _median_ms(lambda: _pandas_loop(frame, expected), loop_repeats)
     if not ours == grouped == looped:
         raise RuntimeError(f"bench methods disagree: (gaps, bars) {ours} {grouped} {looped}")
     log.info(
@@ -133,4 +145,5 @@ def bench_kernel(symbols: int = 2000, repeats: int = 5, seed: int = 0) -> dict[s
         "derived_bars": ours[1],
         "intervals": list(INTERVALS),
         "repeats": repeats,
+        "loop_repeats": loop_repeats,
     }

@@ -1,9 +1,18 @@
-"""Replay benchmark: a synthetic session through the real flow, with and without the upkeep."""
+"""Replay benchmark: a synthetic session through the real flow, with and without the upkeep.
+
+Runs against whatever Prefect API the process has (an ephemeral server if none is configured)
+and a throw-away SQLite store seeded with synthetic bars. The Prefect bookkeeping is counted
+through the API: every task run and subflow run under the replay's flow run, recursively.
+"""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from time import perf_counter
@@ -29,21 +38,63 @@ def seed_repository(url: str, symbols: int, session: date = BENCH_SESSION) -> li
     return names
 
 
-def count_runs(flow_run_id: str) -> int:
-    """Task runs plus subflow runs under a flow run, through the Prefect API."""
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+def prefect_runs(flow_run_id: str) -> Counter[str]:
+    """Task runs and subflow runs under a flow run, recursively, counted by name (via the API).
 
+    A subflow counts once, as `flow:<name>`; the placeholder task run Prefect records for it in
+    the parent is not counted again.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import (
+        FlowRunFilter,
+        FlowRunFilterId,
+        FlowRunFilterParentFlowRunId,
+    )
+
+    counts: Counter[str] = Counter()
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(
-            flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id]))
-        )
-        subflows = [r for r in runs if r.state and r.state_details.child_flow_run_id]
-        nested = sum(count_runs(str(r.state_details.child_flow_run_id)) for r in subflows)
-        return len(runs) + nested
+        pending = [flow_run_id]
+        while pending:
+            parent = pending.pop()
+            tasks = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[parent]))
+            )
+            children = client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(
+                    parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent])
+                )
+            )
+            placeholders = {str(c.parent_task_run_id) for c in children}
+            counts.update(
+                t.task_key.rsplit("-", 1)[0] for t in tasks if str(t.id) not in placeholders
+            )
+            for child in children:
+                counts[f"flow:{_flow_name(client, child.flow_id)}"] += 1
+                pending.append(str(child.id))
+    return counts
+
+
+def _flow_name(client: Any, flow_id: Any) -> str:
+    return client.read_flow(flow_id).name
+
+
+@contextmanager
+def _environment(**values: str) -> Iterator[None]:
+    """Set environment variables for the block, restoring the previous values after."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def timed_replay(symbols: list[str], *, upkeep: bool) -> tuple[float, str]:
+    """Wall seconds of one `replay_sessions` call over the bench session, and its run id."""
     from flows.params import ReplayParameters
     from flows.replay import replay_sessions
 
@@ -53,21 +104,44 @@ def timed_replay(symbols: list[str], *, upkeep: bool) -> tuple[float, str]:
     return perf_counter() - began, report["run_id"]
 
 
-def bench_replay(symbols: int = 2000) -> dict[str, Any]:
-    """`{"symbols", "seconds", "seconds_without_upkeep", "prefect_runs_per_session"}`."""
+def _stream_seconds(url: str, run_id: str) -> float:
+    """Seconds the coordinator spent streaming, from the run's recorded timings."""
+    from models.engine import engine_for
+    from models.results import resolve_run
+
+    timings = json.loads(resolve_run(engine_for(url), run_id).stats or "{}").get("timings", [])
+    return round(sum(t.get("stream_s", 0.0) for t in timings), 3)
+
+
+def bench_replay(symbols: int = 2000, *, count: bool = True) -> dict[str, Any]:
+    """One synthetic session of `symbols` symbols at `--speed max`, upkeep on and off.
+
+    Returns
+    -------
+    dict
+        symbols, seconds (upkeep and validation at their defaults), seconds_without_upkeep
+        (DATA_UPKEEP_ENABLED=false), upkeep_overhead (seconds / without - 1), stream_seconds
+        (the coordinator's share of each), prefect_runs_per_session and prefect_runs (by name).
+    """
     with tempfile.TemporaryDirectory(prefix="barkeeper-bench-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        os.environ["BARKEEPER_DATABASE_URL"] = url
-        os.environ["BARKEEPER_REPORTS_DIR"] = str(Path(tmp) / "reports")
-        names = seed_repository(url, symbols)
-        timed_replay(names[:3], upkeep=True)  # warm-up: imports, GX context, API
-        seconds, run_id = timed_replay(names, upkeep=True)
-        without, _ = timed_replay(names, upkeep=False)
-        runs = count_runs(run_id)
-    return {
-        "symbols": symbols,
-        "seconds": round(seconds, 3),
-        "seconds_without_upkeep": round(without, 3),
-        "upkeep_overhead": round(seconds / without - 1.0, 3),
-        "prefect_runs_per_session": runs,
-    }
+        with _environment(
+            BARKEEPER_DATABASE_URL=url, BARKEEPER_REPORTS_DIR=str(Path(tmp) / "reports")
+        ):
+            names = seed_repository(url, symbols)
+            timed_replay(names[:3], upkeep=True)  # warm-up: imports, GX context, API
+            seconds, run_id = timed_replay(names, upkeep=True)
+            without, plain_id = timed_replay(names, upkeep=False)
+            result: dict[str, Any] = {
+                "symbols": symbols,
+                "seconds": round(seconds, 3),
+                "seconds_without_upkeep": round(without, 3),
+                "upkeep_overhead": round(seconds / without - 1.0, 3),
+                "stream_seconds": _stream_seconds(url, run_id),
+                "stream_seconds_without_upkeep": _stream_seconds(url, plain_id),
+            }
+            if count:
+                runs = prefect_runs(run_id)
+                result["prefect_runs_per_session"] = sum(runs.values())
+                result["prefect_runs"] = dict(sorted(runs.items()))
+    return result
