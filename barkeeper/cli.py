@@ -88,6 +88,13 @@ def main() -> None:
     """Keep intraday market bars clean while trading sessions are replayed for backtests."""
 
 
+def shown_url(url: str) -> str:
+    """`url` as it may be printed or logged: the password masked."""
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
 def database_url(db: str | None) -> str:
     """The store URL: the flag, else the settings (environment, `.env`, default file)."""
     return db or load_settings().database_url
@@ -102,7 +109,7 @@ def init(db: DbOption = None) -> None:
 
     url = database_url(db)
     init_db(engine_for(url))
-    console.print(f"store ready: {url}")
+    console.print(f"store ready: {shown_url(url)}")
 
 
 @app.command()

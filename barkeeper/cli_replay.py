@@ -22,10 +22,21 @@ SAMPLE_DIR = Path(__file__).resolve().parents[1] / "data" / "sample"
 DateOption = Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], show_default=False)]
 
 
+PATTERN_HINTS = {
+    "speed": "max, realtime or a multiplier like 1000x",
+    "outages": "HH:MM-HH:MM in exchange time, e.g. 10:00-10:30",
+    "symbols": "1-64 characters without commas",
+}
+
+
 def parameters_error(error: ValidationError) -> ParameterError:
     """The first problem of a parameter model, as one line naming the parameter."""
     first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"]) or "parameters"
+    names = [str(p) for p in first["loc"] if not isinstance(p, int)]
+    where = ".".join(names) or "parameters"
+    if first["type"] == "string_pattern_mismatch":
+        hint = PATTERN_HINTS.get(names[-1], "see --help")
+        return ParameterError(f"{where}: {first['input']!r} is not valid; use {hint}")
     message = first["msg"].removeprefix("Value error, ")
     if first["loc"] and isinstance(first.get("input"), str | int | float):
         message += f" (got {first['input']!r})"
@@ -120,6 +131,13 @@ def replay(
     upkeep: Annotated[
         bool | None, typer.Option("--upkeep/--no-upkeep", help="Default DATA_UPKEEP_ENABLED.")
     ] = None,
+    prefetch: Annotated[
+        bool, typer.Option(help="Read the next session while the current one replays.")
+    ] = True,
+    handler: Annotated[
+        list[str] | None,
+        typer.Option(help="Bar handler factory as module:callable, given session_data (repeat)."),
+    ] = None,
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -142,6 +160,8 @@ def replay(
         extended_hours=extended_hours,
         fill_policy=fill_policy,
         upkeep_enabled=upkeep,
+        prefetch=prefetch,
+        handlers=handler or [],
         faults={
             "drop_rate": drop_rate,
             "outages": outage or [],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from barkeeper.kernels import bucket_layout
 from barkeeper.panel import BAR_COLUMNS, PRICE_COLUMNS
 from barkeeper.session_results import SessionState, session_bars
 from barkeeper.validation import SuiteResult, prepare_bars_1m, prepare_derived
@@ -58,7 +59,19 @@ def final_frames(state: SessionState) -> tuple[pd.DataFrame, pd.DataFrame]:
     one = bars.loc[(bars["interval"] == 1) & (bars["provenance"] != "synthetic")]
     one = one.loc[:, list(BAR_COLUMNS)].reset_index(drop=True)
     derived = bars.loc[bars["interval"] > 1].reset_index(drop=True)
+    derived["end_ts"] = bucket_ends(state, derived)
     return prepare_bars_1m(one, state.minutes.minutes), prepare_derived(derived, one)
+
+
+def bucket_ends(state: SessionState, derived: pd.DataFrame) -> np.ndarray:
+    """End (exclusive) of each derived bar's bucket: short buckets end with their segment."""
+    minutes = state.minutes
+    ends = np.zeros(len(derived), dtype=np.int64)
+    for interval, rows in derived.groupby("interval").indices.items():
+        layout = bucket_layout(minutes.minutes, minutes.segment, int(interval))
+        end_of = pd.Series(minutes.minutes[layout.stop_idx - 1] + 60, index=layout.starts)
+        ends[rows] = end_of.reindex(derived["ts"].to_numpy()[rows]).to_numpy()
+    return ends
 
 
 def symbol_success(results: list[SuiteResult], symbols: tuple[str, ...]) -> dict[str, bool]:

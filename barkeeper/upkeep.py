@@ -97,6 +97,8 @@ class Upkeep:
         self.retries = np.zeros(shape, dtype=np.uint8)
         self.next_cycle = np.zeros(shape, dtype=np.int32)
         self.derived_ready: set[int] = set()
+        self.unrepaired = np.zeros(shape, dtype=bool)  # bad bars whose repair read failed
+        self.resync = False  # a failed cycle may have consumed changes: recheck everything
         self.stats = UpkeepStats()
 
     # -- one cycle ---------------------------------------------------------------------------
@@ -109,6 +111,7 @@ class Upkeep:
             self._step(upto, final=False)
         except Exception:
             self.stats.cycle_errors += 1
+            self.resync = True
             log.exception("upkeep cycle up to %s failed; the next cycle goes on", upto_ts)
         self.stats.cycles += 1
         self.stats.cycle_seconds.append(time.perf_counter() - started)
@@ -121,9 +124,10 @@ class Upkeep:
         upto = len(self.minutes.minutes)
         for attempt in range(self.config.max_retries + 2):
             wrote = self._step(upto, final=True)
-            if not wrote and not self._open_missing(upto).any():
+            unsettled = self._open_missing(upto).any() or self.unrepaired.any()
+            if not wrote and not unsettled:
                 break
-            if self._open_missing(upto).any():
+            if unsettled:
                 time.sleep(min(self.config.final_backoff_s * 2**attempt, 1.0))
         self._give_up(upto)
         if self.config.fill_policy == "ffill":
@@ -134,6 +138,8 @@ class Upkeep:
         """One pass of repair, backfill, derivation and metrics; True if it wrote any bar."""
         self.snapshot = self.data.panel_snapshot(take_dirty=True)
         changed = self.snapshot.dirty
+        if self.resync:
+            changed |= self.snapshot.panel.present
         wrote = self._repair(changed)
         wrote |= self._backfill(upto, final=final)
         changed |= wrote
@@ -141,6 +147,7 @@ class Upkeep:
         if self.config.auto_compute_derived:
             self._derive(changed, after.panel)
         self._update_metrics(upto, after.provenance)
+        self.resync = False
         if self.on_changed is not None and changed.any():
             self.on_changed(changed)
         return bool(wrote.any())
@@ -148,20 +155,26 @@ class Upkeep:
     # -- repair ------------------------------------------------------------------------------
 
     def _repair(self, changed: np.ndarray) -> np.ndarray:
-        """Replace bars that fail the hard OHLC checks with the repository's bar."""
-        rows, cols = np.nonzero(changed & self.snapshot.panel.present)
+        """Replace bars that fail the hard OHLC checks with the repository's bar.
+
+        Bad bars whose repository read failed stay in `unrepaired` and are tried again.
+        """
+        rows, cols = np.nonzero((changed | self.unrepaired) & self.snapshot.panel.present)
         written = np.zeros_like(changed)
         if not len(rows):
             return written
         frame = self._frame(rows, cols)
         bad = hard_check_failures(frame)
+        retried = self.unrepaired[rows, cols]
+        self.unrepaired[rows, cols] = False
         if not bad.any():
             return written
-        if self.on_rejected is not None:
-            self.on_rejected(frame.loc[bad])
+        if self.on_rejected is not None and (bad & ~retried).any():
+            self.on_rejected(frame.loc[bad & ~retried])
         rows, cols = rows[bad], cols[bad]
         found = self._fetch(rows, cols)
         if found is None:
+            self.unrepaired[rows, cols] = True
             return written
         _, r, c, bars = found
         kept = self.data.write_bars(r, c, *bars, provenance=Provenance.REPAIRED)

@@ -183,8 +183,9 @@ def prepare_derived(derived: pd.DataFrame, bars_1m: pd.DataFrame) -> pd.DataFram
     """Add the OHLC columns and `volume_mismatch` (against the 1m bars) to derived bars.
 
     `derived` has BAR_COLUMNS plus `interval` (minutes), `constituents` and
-    `expected_constituents`; a derived bar covers [ts, ts + interval * 60). The 1m volume sum is
-    found with one `searchsorted` over (symbol, ts) keys, not a loop.
+    `expected_constituents`; a derived bar covers [ts, end_ts) when an `end_ts` column is given
+    (short buckets at a segment's end, the daily bar), else [ts, ts + interval * 60). The 1m
+    volume sum is found with one `searchsorted` over (symbol, ts) keys, not a loop.
     """
     out = add_ohlc_columns(derived.reset_index(drop=True))
     codes = pd.Categorical(
@@ -198,7 +199,12 @@ def prepare_derived(derived: pd.DataFrame, bars_1m: pd.DataFrame) -> pd.DataFram
     one_key = one_key[order]
     cum = np.concatenate([[0.0], np.cumsum(bars_1m["volume"].to_numpy(np.float64)[order])])
     start = der_code * 2.0**34 + pd.to_numeric(out["ts"], errors="coerce").to_numpy(np.float64)
-    end = start + pd.to_numeric(out["interval"], errors="coerce").to_numpy(np.float64) * 60
+    if "end_ts" in out.columns:
+        end = der_code * 2.0**34 + pd.to_numeric(out["end_ts"], errors="coerce").to_numpy(
+            np.float64
+        )
+    else:
+        end = start + pd.to_numeric(out["interval"], errors="coerce").to_numpy(np.float64) * 60
     lo = np.searchsorted(one_key, start)
     hi = np.searchsorted(one_key, np.nan_to_num(end, nan=-np.inf))
     hi = np.maximum(hi, lo)

@@ -17,11 +17,14 @@ def make_engine(url: str) -> Engine:
     """A new engine for `url`; SQLite gets WAL, a busy timeout and relaxed fsync."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        raise ParameterError(f"--db: {url!r} is not a database URL (e.g. sqlite:///bars.db)")
+    except (ArgumentError, ValueError):  # ValueError: e.g. a port that is not a number
+        raise ParameterError(
+            f"--db: {_masked(url)!r} is not a database URL (e.g. sqlite:///bars.db)"
+        ) from None
     if parsed.get_backend_name() == "sqlite":
         engine = create_engine(
-            parsed, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False}
+            parsed,
+            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
         )
         event.listen(engine, "connect", _sqlite_pragmas)
         return engine
@@ -29,8 +32,10 @@ def make_engine(url: str) -> Engine:
         parsed = parsed.set(drivername="postgresql+psycopg")
     try:
         return create_engine(parsed, pool_pre_ping=True)
-    except NoSuchModuleError:
-        raise ParameterError(f"--db: unsupported database in {url!r}; use sqlite:/// or postgresql://")
+    except (NoSuchModuleError, ImportError):  # unknown dialect, or its driver is missing
+        raise ParameterError(
+            f"--db: unsupported database in {_masked(url)!r}; use sqlite:/// or postgresql://"
+        ) from None
 
 
 @cache
@@ -39,7 +44,16 @@ def engine_for(url: str) -> Engine:
     return make_engine(url)
 
 
-def _sqlite_pragmas(dbapi_connection, _record) -> None:  # noqa: ANN001 (DB-API objects)
+def _masked(url: str) -> str:
+    """`url` with anything between `://user:` and `@` hidden (it may be a password)."""
+    head, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not sep or not at or ":" not in credentials:
+        return url
+    return f"{head}://{credentials.split(':', 1)[0]}:***@{host}"
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
     cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")

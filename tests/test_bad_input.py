@@ -231,6 +231,10 @@ PARAMETER_CASES = {
     "unknown_option": ((*REPLAY, "--turbo"), {}, ("--turbo",)),
     "unknown_run": (("report", "--run", "no-such-run"), {}, ("no-such-run",)),
     "bad_store_url": ((*REPLAY, "--db", "not a url"), {}, ("--db",)),
+    "malformed_store_url": ((*REPLAY, "--db", "postgresql://bk:s3cr3t-pw@host:1:2/bk"), {},
+                            ("--db", "bk:***@host")),
+    "unsupported_store": ((*REPLAY, "--db", "oracle://bk:s3cr3t-pw@host/bk"), {},
+                          ("unsupported database", "bk:***@host")),
     "unreachable_store": ((*REPLAY, "--db", "postgresql://bk:s3cr3t-pw@127.0.0.1:1/bk"), {},
                           ("the store cannot be used",)),
 }  # fmt: skip

@@ -64,7 +64,7 @@ def test_scaling_growth_is_time_ratio_over_symbol_ratio() -> None:
 def test_scaling_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     # the real replay is measured in test_prefect_runs_do_not_grow_with_symbols; here only
     # the curve's shape: replay seconds linear in symbols, so growth is exactly 1
-    def fake_replay(n: int, *, count: bool = True) -> dict:
+    def fake_replay(n: int, *, repeats: int = 1, count: bool = True) -> dict:
         return {"seconds": n / 100, "seconds_without_upkeep": n / 200}
 
     monkeypatch.setattr(scaling, "bench_replay", fake_replay)
@@ -84,7 +84,7 @@ def harness():
 def test_prefect_runs_do_not_grow_with_symbols(
     harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    small = replay.bench_replay(3)
+    small = replay.bench_replay(3, repeats=1)
     assert {"symbols", "seconds", "seconds_without_upkeep", "prefect_runs_per_session"} <= set(
         small
     )

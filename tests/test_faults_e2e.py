@@ -31,7 +31,7 @@ from sqlalchemy import text
 
 from barkeeper.calendar import Calendar
 from barkeeper.ingest import ingest_file
-from barkeeper.kernels import bucket_layout
+from barkeeper.kernels import bucket_layout, derive
 from barkeeper.panel import PRICE_COLUMNS, Panel
 from barkeeper.session_data import Provenance, SessionData
 from barkeeper.synth import synthetic_bars
@@ -81,18 +81,25 @@ def replay_with_upkeep(
     *,
     drop: float = 0.1,
     every: int = 15,
+    corrupt: float = 0.0,
     on_changed=None,
+    on_rejected=None,
 ) -> tuple[SessionData, Upkeep]:
-    """Feed `truth` minus a seeded `drop` share minute by minute; a cycle every `every` minutes."""
+    """Feed `truth` minus a seeded `drop` share minute by minute; a cycle every `every` minutes.
+
+    A seeded `corrupt` share of the fed bars arrives with high below low.
+    """
     symbols = sorted(truth["symbol"].unique())
     rng = np.random.default_rng(0)
-    feed = truth.loc[rng.random(len(truth)) >= drop]
+    feed = truth.loc[rng.random(len(truth)) >= drop].copy()
+    broken = rng.random(len(feed)) < corrupt
+    feed.loc[broken, "low"] = feed.loc[broken, "high"] * 2
     panel = Panel.empty(tuple(symbols), minutes.minutes)
     panel.fill(feed)
     layouts = {5: bucket_layout(minutes.minutes, minutes.segment, 5)}
     data = SessionData()
     data.start_session(minutes, symbols, layouts)
-    upkeep = Upkeep(data, source, config, on_changed=on_changed)
+    upkeep = Upkeep(data, source, config, on_changed=on_changed, on_rejected=on_rejected)
     source.upkeep = upkeep
     upkeep.begin_session(minutes, layouts)
     for m, ts in enumerate(minutes.minutes):
@@ -162,6 +169,35 @@ def test_an_exception_inside_a_cycle_is_counted_and_the_next_cycle_runs() -> Non
     np.testing.assert_array_equal(
         data.panel_snapshot().panel.close, truth_panel(minutes, truth).close
     )
+
+
+def test_a_cycle_that_fails_before_its_repairs_loses_no_change() -> None:
+    """The failed cycle had taken the change marks; the next one rechecks every bar."""
+    minutes, truth = session_truth()
+    failures = iter([True])
+
+    def fragile(rejected: pd.DataFrame) -> None:  # e.g. the cycle checks' bookkeeping
+        if next(failures, False):
+            raise RuntimeError("bookkeeping failed")
+
+    data, upkeep = replay_with_upkeep(
+        FlakyRepository(truth), minutes, truth, corrupt=0.05, on_rejected=fragile
+    )
+    assert upkeep.stats.cycle_errors == 1 and upkeep.stats.repaired > 0
+    snapshot = data.panel_snapshot()
+    expected = truth_panel(minutes, truth)
+    for column in PRICE_COLUMNS:  # every corrupted bar repaired, every dropped one backfilled
+        np.testing.assert_array_equal(getattr(snapshot.panel, column), getattr(expected, column))
+    layout = bucket_layout(minutes.minutes, minutes.segment, 5)
+    np.testing.assert_array_equal(snapshot.derived[5].close, derive(snapshot.panel, layout).close)
+
+
+def test_a_repair_whose_read_failed_is_tried_again() -> None:
+    minutes, truth = session_truth()
+    source = FlakyRepository(truth, failing=range(0, 6))
+    data, upkeep = replay_with_upkeep(source, minutes, truth, corrupt=0.05)
+    assert upkeep.stats.fetch_errors == 6 and not upkeep.unrepaired.any()
+    np.testing.assert_array_equal(data.panel_snapshot().panel.low, truth_panel(minutes, truth).low)
 
 
 # ---------------------------------------------------------------------------- a locked store

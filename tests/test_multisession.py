@@ -22,9 +22,11 @@ import pandas as pd
 import pytest
 from prefect.testing.utilities import prefect_test_harness
 
+from barkeeper.coordinator import BacktestStreamCoordinator
 from barkeeper.errors import ParameterError
 from barkeeper.export import export_bars
 from barkeeper.panel import PRICE_COLUMNS, utc_to_ts
+from barkeeper.replay import attach_handlers
 from barkeeper.session_data import SessionData
 from barkeeper.synth import symbol_names, synthetic_bars
 from flows.params import ReplayParameters
@@ -79,6 +81,19 @@ def session_bars(url: str, symbol: str, session: date) -> pd.DataFrame:
     minutes = xc_minutes(session)
     bars = repository(url, symbol, int(minutes[0]), int(minutes[-1]) + 60)
     return bars.loc[bars["ts"].isin(minutes)].reset_index(drop=True)
+
+
+def session_ohlcv(bars: pd.DataFrame) -> np.ndarray:
+    """open, high, low, close, volume of a whole session's bars (sorted by ts)."""
+    return np.array(
+        [
+            bars["open"].iloc[0],
+            bars["high"].max(),
+            bars["low"].min(),
+            bars["close"].iloc[-1],
+            bars["volume"].sum(),
+        ]
+    )
 
 
 def resample(bars: pd.DataFrame, interval: int, origin_ts: int) -> pd.DataFrame:
@@ -204,7 +219,7 @@ def test_date_range_replays_every_calendar_session(
 
             daily = exported(store, report["run_id"], symbol, session, 1440)
             assert daily["ts"].tolist() == [open_ts]
-            whole = truth.agg(OHLCV)
+            whole = session_ohlcv(truth)
             np.testing.assert_allclose(daily.loc[0, list(OHLCV)].to_numpy(float), whole)
 
             mine = run_bars.loc[(run_bars["symbol"] == symbol) & (run_bars["session"] == session)]
@@ -304,6 +319,9 @@ def test_a_handler_path_that_does_not_resolve_is_a_parameter_error(store: str) -
             preflight(params, Settings())
     with pytest.raises(ValueError, match="handlers"):
         ReplayParameters(symbols=["MSFT"], start=date(2023, 7, 13), handlers=["not a path"])
+    data = SessionData()
+    with pytest.raises(ParameterError, match="not a bar handler"):
+        attach_handlers(BacktestStreamCoordinator(data), data, ("test_multisession:not_a_factory",))
 
 
 # ---------------------------------------------------------------- session roll and handlers

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
+from statistics import median
 from time import perf_counter
 from typing import Any
 
@@ -113,8 +114,11 @@ def _stream_seconds(url: str, run_id: str) -> float:
     return round(sum(t.get("stream_s", 0.0) for t in timings), 3)
 
 
-def bench_replay(symbols: int = 2000, *, count: bool = True) -> dict[str, Any]:
+def bench_replay(symbols: int = 2000, *, repeats: int = 3, count: bool = True) -> dict[str, Any]:
     """One synthetic session of `symbols` symbols at `--speed max`, upkeep on and off.
+
+    Runs with and without the upkeep alternate (so load drifts hit both alike), `repeats` of
+    each after a 3-symbol warm-up; figures are medians.
 
     Returns
     -------
@@ -130,18 +134,25 @@ def bench_replay(symbols: int = 2000, *, count: bool = True) -> dict[str, Any]:
         ):
             names = seed_repository(url, symbols)
             timed_replay(names[:3], upkeep=True)  # warm-up: imports, GX context, API
-            seconds, run_id = timed_replay(names, upkeep=True)
-            without, plain_id = timed_replay(names, upkeep=False)
+            runs: dict[bool, list[tuple[float, str]]] = {True: [], False: []}
+            for _ in range(repeats):
+                for upkeep in (True, False):
+                    runs[upkeep].append(timed_replay(names, upkeep=upkeep))
+            seconds = median(s for s, _ in runs[True])
+            without = median(s for s, _ in runs[False])
             result: dict[str, Any] = {
                 "symbols": symbols,
                 "seconds": round(seconds, 3),
                 "seconds_without_upkeep": round(without, 3),
                 "upkeep_overhead": round(seconds / without - 1.0, 3),
-                "stream_seconds": _stream_seconds(url, run_id),
-                "stream_seconds_without_upkeep": _stream_seconds(url, plain_id),
+                "stream_seconds": median(_stream_seconds(url, r) for _, r in runs[True]),
+                "stream_seconds_without_upkeep": median(
+                    _stream_seconds(url, r) for _, r in runs[False]
+                ),
+                "repeats": repeats,
             }
             if count:
-                runs = prefect_runs(run_id)
-                result["prefect_runs_per_session"] = sum(runs.values())
-                result["prefect_runs"] = dict(sorted(runs.items()))
+                counted = prefect_runs(runs[True][0][1])
+                result["prefect_runs_per_session"] = sum(counted.values())
+                result["prefect_runs"] = dict(sorted(counted.items()))
     return result

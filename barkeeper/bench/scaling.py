@@ -21,6 +21,8 @@ def growth(points: list[dict[str, Any]], key: str, low: int, high: int) -> float
 def bench_scaling(sizes: tuple[int, ...] = SIZES, repeats: int = 3) -> dict[str, Any]:
     """Kernel ms and replay seconds (upkeep on and off) per size, and the growth 500 → 5,000.
 
+    One replay per size and mode (the `replay` section gives medians at one size).
+
     Returns
     -------
     dict
@@ -30,7 +32,7 @@ def bench_scaling(sizes: tuple[int, ...] = SIZES, repeats: int = 3) -> dict[str,
     """
     points = []
     for n in sizes:
-        replay = bench_replay(n, count=False)
+        replay = bench_replay(n, repeats=1, count=False)
         points.append(
             {
                 "symbols": n,
