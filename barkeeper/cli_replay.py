@@ -57,11 +57,11 @@ def run_replay(parameters: Any, url: str, *, quiet: bool) -> dict[str, Any]:
     os.environ["BARKEEPER_DATABASE_URL"] = url
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from barkeeper.settings import Settings
+    from barkeeper.settings import load_settings
     from flows.replay import replay_sessions
     from tasks.replay import preflight
 
-    preflight(parameters, Settings())
+    preflight(parameters, load_settings())
     outcome: dict[str, Any] = {}
 
     def target() -> None:

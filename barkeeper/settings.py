@@ -5,8 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from barkeeper.errors import ParameterError
 
 DEFAULT_DERIVED_INTERVALS = (5, 15, 30, 60)
 
@@ -76,9 +78,16 @@ def parse_intervals(text: str) -> tuple[int, ...]:
     try:
         return tuple(int(p) for p in parts)
     except ValueError:
-        raise ValueError(f"derived intervals must be whole minutes like 5,15,30,60, got {text!r}")
+        raise ValueError("derived intervals must be whole minutes like 5,15,30,60") from None
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Settings from environment and `.env`, with explicit overrides (CLI flags, flow parameters)."""
-    return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    """Settings from the environment and `.env`, overridden by CLI flags or flow parameters."""
+    try:
+        return Settings(**{k: v for k, v in overrides.items() if v is not None})
+    except ValidationError as error:
+        first = error.errors()[0]
+        name = str(first["loc"][0]) if first["loc"] else "settings"
+        variable = name.upper() if name.startswith("data_upkeep") else name
+        message = first["msg"].removeprefix("Value error, ")
+        raise ParameterError(f"setting {variable}: {message} (got {first['input']!r})") from None

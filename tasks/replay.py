@@ -31,7 +31,7 @@ from barkeeper.replay import (
 from barkeeper.session_checks import final_frames, symbol_success
 from barkeeper.session_data import SessionData
 from barkeeper.session_results import SessionState, session_bars, session_gaps, session_metrics
-from barkeeper.settings import Settings
+from barkeeper.settings import Settings, load_settings
 from barkeeper.upkeep import Upkeep, UpkeepConfig
 from flows.params import ReplayParameters
 from models.engine import engine_for
@@ -127,7 +127,7 @@ def preflight(replay: ReplayParameters, settings: Settings, run_id: str = "") ->
 @task(cache_policy=NONE)
 def open_run(replay: ReplayParameters, run_id: str) -> ReplayPlan:
     """Validate the request against the store, record the run and set up its live state."""
-    plan = preflight(replay, Settings(), run_id)
+    plan = preflight(replay, load_settings(), run_id)
     engine = engine_for(plan.database_url)
     mark_interrupted(engine)  # earlier runs whose process was killed
     create_run(engine, run_id, "replay_sessions", replay.model_dump(mode="json"))

@@ -145,9 +145,7 @@ def test_end_state_does_not_depend_on_pacing_or_interval(harness, sample_url: st
     ]
     exports = {_exports(sample_url, r["run_id"]) for r in runs}
     assert len(exports) == 1
-    metrics = {
-        str(r["sessions"][0]["symbols"]) for r in runs
-    }
+    metrics = {str(r["sessions"][0]["symbols"]) for r in runs}
     assert len(metrics) == 1
 
 
