@@ -15,18 +15,8 @@ import pandas as pd
 
 from barkeeper.audit import LandedFile, SessionAudit, SessionCheck
 from barkeeper.charts import png_data_uri
+from barkeeper.session_results import symbol_figures
 
-CONTRACT_FIGURES = (
-    "expected_bars",
-    "actual_bars",
-    "bar_quality",
-    "gaps",
-    "missing_bars",
-    "backfilled_bars",
-    "repaired_bars",
-    "unfillable_bars",
-)
-EXTRA_FIGURES = ("no_trade_bars", "outside_bars")
 MAX_LISTED = 25
 """Rows of a markdown list before it says "and N more" (artifacts stay readable at 2,000)."""
 
@@ -48,10 +38,7 @@ def audit_document(
         metrics = check.with_validation(_regular(audit.metrics))
         symbols = {}
         for row in metrics.itertuples(index=False):
-            figures = {name: _plain(getattr(row, name)) for name in CONTRACT_FIGURES}
-            figures["validation_success"] = bool(row.validation_success)
-            figures.update({name: _plain(getattr(row, name)) for name in EXTRA_FIGURES})
-            symbols[str(row.symbol)] = figures
+            symbols[str(row.symbol)] = symbol_figures(row)
         sessions.append({"date": audit.session.isoformat(), "symbols": symbols})
     return {
         "run_id": run_id,
@@ -59,11 +46,6 @@ def audit_document(
         "sessions": sessions,
         "files": [vars(item).copy() for item in landed],
     }
-
-
-def _plain(value: Any) -> Any:
-    """numpy scalars → int/float, so the document serialises as plain JSON."""
-    return value.item() if hasattr(value, "item") else value
 
 
 def quality_rows(

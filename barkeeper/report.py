@@ -9,29 +9,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
+from barkeeper.session_results import symbol_figures
 from models.results import read_table, resolve_run
 from models.tables import Gap, SessionMetric, ValidationResult
-
-CONTRACT_FIELDS = (
-    "expected_bars",
-    "actual_bars",
-    "bar_quality",
-    "gaps",
-    "missing_bars",
-    "backfilled_bars",
-    "repaired_bars",
-    "unfillable_bars",
-    "validation_success",
-)
-EXTRA_FIELDS = ("no_trade_bars", "synthetic_bars", "outside_bars")
-
-
-def _value(value: Any) -> Any:
-    if value is None or (isinstance(value, float) and pd.isna(value)):
-        return None
-    if hasattr(value, "item"):
-        return value.item()
-    return value
 
 
 def run_report(engine: Engine, run_id: str | None = None) -> dict[str, Any]:
@@ -46,7 +26,7 @@ def run_report(engine: Engine, run_id: str | None = None) -> dict[str, Any]:
     for session, frame in metrics.groupby("session", sort=True):
         symbols: dict[str, dict[str, Any]] = {}
         for row in frame.itertuples(index=False):
-            figures = {f: _value(getattr(row, f)) for f in (*CONTRACT_FIELDS, *EXTRA_FIELDS)}
+            figures = symbol_figures(row)
             if row.segment == "regular":
                 symbols.setdefault(row.symbol, {}).update(figures)
             else:

@@ -8,6 +8,7 @@ when the upkeep happened to run.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,7 @@ GAP_STATUS = {
     GAP_NO_TRADE: "no_trade",
     GAP_UNFILLABLE: "unfillable",
 }
-METRIC_COLUMNS = (
+CONTRACT_FIGURES = (
     "expected_bars",
     "actual_bars",
     "bar_quality",
@@ -35,10 +36,21 @@ METRIC_COLUMNS = (
     "backfilled_bars",
     "repaired_bars",
     "unfillable_bars",
-    "no_trade_bars",
-    "synthetic_bars",
-    "outside_bars",
 )
+"""Per-symbol figures of the JSON contract (DESIGN.md), besides `validation_success`."""
+EXTRA_FIGURES = ("no_trade_bars", "synthetic_bars", "outside_bars")
+
+
+def symbol_figures(row: Any) -> dict[str, Any]:
+    """A metrics row (namedtuple) as plain JSON values: the contract's figures, then extras."""
+    names = (*CONTRACT_FIGURES, "validation_success", *EXTRA_FIGURES)
+    return {name: _plain(getattr(row, name, None)) for name in names}
+
+
+def _plain(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 SYMBOL_PATTERN = r"^[^,\x00-\x1f]{1,64}$"
 SPEED_PATTERN = r"^(max|realtime|[0-9]+(\.[0-9]+)?x)$"
@@ -13,6 +13,36 @@ OUTAGE_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$
 HANDLER_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
+
+
+def clean_symbols(value: list[str]) -> list[str]:
+    """Upper-case, stripped, each symbol once, in the order given."""
+    cleaned = [s.strip().upper() for s in value]
+    if not all(cleaned):
+        raise ValueError("symbols must not be blank")
+    return list(dict.fromkeys(cleaned))
+
+
+def check_order(start: date | None, end: date | None) -> None:
+    if start is not None and end is not None and end < start:
+        raise ValueError(f"end {end} is before start {start}")
+
+
+QualityThreshold = Annotated[
+    float | None,
+    Field(
+        ge=0,
+        le=100,
+        title="Quality threshold (%)",
+        description="bar_quality under which a symbol is flagged (default 95).",
+    ),
+]
+CalendarName = Annotated[
+    str | None, Field(title="Calendar", description="exchange_calendars name (default XNYS).")
+]
+SymbolList = Annotated[
+    list[Annotated[str, Field(pattern=SYMBOL_PATTERN)]], AfterValidator(clean_symbols)
+]
 
 
 class FaultParameters(BaseModel):
@@ -52,7 +82,7 @@ class ReplayParameters(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    symbols: list[Annotated[str, Field(pattern=SYMBOL_PATTERN)]] = Field(
+    symbols: SymbolList = Field(
         ..., min_length=1, title="Symbols", description="Symbols to replay, e.g. MSFT, DBB."
     )
     start: date = Field(..., title="Start", description="First session (exchange date).")
@@ -102,16 +132,8 @@ class ReplayParameters(BaseModel):
     upkeep_enabled: bool | None = Field(
         None, title="Upkeep enabled", description="Default DATA_UPKEEP_ENABLED."
     )
-    quality_threshold: float | None = Field(
-        None,
-        ge=0,
-        le=100,
-        title="Quality threshold (%)",
-        description="bar_quality under which a symbol is flagged (default 95).",
-    )
-    calendar: str | None = Field(
-        None, title="Calendar", description="exchange_calendars name (default XNYS)."
-    )
+    quality_threshold: QualityThreshold = None
+    calendar: CalendarName = None
     faults: FaultParameters = Field(
         default_factory=FaultParameters, title="Fault injection", description="A lossy feed."
     )
@@ -128,18 +150,9 @@ class ReplayParameters(BaseModel):
         "and returns a per-bar handler (optionally with on_session_start/on_session_end).",
     )
 
-    @field_validator("symbols")
-    @classmethod
-    def _unique_upper(cls, value: list[str]) -> list[str]:
-        cleaned = [s.strip().upper() for s in value]
-        if not all(cleaned):
-            raise ValueError("symbols must not be blank")
-        return list(dict.fromkeys(cleaned))
-
     @model_validator(mode="after")
     def _end_not_before_start(self) -> ReplayParameters:
-        if self.end is not None and self.end < self.start:
-            raise ValueError(f"end {self.end} is before start {self.start}")
+        check_order(self.start, self.end)
         return self
 
     @property
@@ -176,7 +189,7 @@ class AuditParameters(BaseModel):
         title="Last sessions",
         description="Without a start date: audit this many of the latest completed sessions.",
     )
-    symbols: list[Annotated[str, Field(pattern=SYMBOL_PATTERN)]] = Field(
+    symbols: SymbolList = Field(
         default_factory=list,
         title="Symbols",
         description="Symbols to audit (none listed: every symbol in the store).",
@@ -187,29 +200,12 @@ class AuditParameters(BaseModel):
         description="Derived bar sizes to materialise (none listed: "
         "DATA_UPKEEP_DERIVED_INTERVALS).",
     )
-    quality_threshold: float | None = Field(
-        None,
-        ge=0,
-        le=100,
-        title="Quality threshold (%)",
-        description="bar_quality under which a symbol is flagged (default 95).",
-    )
-    calendar: str | None = Field(
-        None, title="Calendar", description="exchange_calendars name (default XNYS)."
-    )
-
-    @field_validator("symbols")
-    @classmethod
-    def _unique_upper(cls, value: list[str]) -> list[str]:
-        cleaned = [s.strip().upper() for s in value]
-        if not all(cleaned):
-            raise ValueError("symbols must not be blank")
-        return list(dict.fromkeys(cleaned))
+    quality_threshold: QualityThreshold = None
+    calendar: CalendarName = None
 
     @model_validator(mode="after")
     def _end_not_before_start(self) -> AuditParameters:
         if self.start is None and self.end is not None:
             raise ValueError("end needs a start date (or leave both empty for the last sessions)")
-        if self.start is not None and self.end is not None and self.end < self.start:
-            raise ValueError(f"end {self.end} is before start {self.start}")
+        check_order(self.start, self.end)
         return self
