@@ -213,7 +213,7 @@ def validate_symbol(symbol: str) -> str:
             f"--symbol: {symbol!r} is not a ticker symbol "
             "(1-64 characters, no commas or control characters)"
         )
-    return symbol
+    return symbol.strip().upper()  # tickers are case-insensitive; the store keeps upper case
 
 
 def symbol_from_path(path: Path) -> str:
@@ -223,7 +223,7 @@ def symbol_from_path(path: Path) -> str:
         raise ParameterError(
             f"{path}: cannot take a ticker symbol from the file name ({name!r}); pass --symbol"
         )
-    return name
+    return name.upper()
 
 
 @dataclass

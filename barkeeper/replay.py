@@ -121,7 +121,7 @@ class Replay:
     timings: list[SessionTiming] = field(default_factory=list)
     checks: CycleChecks = field(default_factory=CycleChecks)
     symbol_success: dict[date, dict[str, bool]] = field(default_factory=dict)
-    final_frames: dict[date, dict[str, pd.DataFrame]] = field(default_factory=dict)
+    data_docs: dict[date, str] = field(default_factory=dict)
     coverage: dict[date, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     on_progress: Callable[[float], None] | None = None
     _validator: Validator | None = None

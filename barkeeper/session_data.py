@@ -7,7 +7,10 @@ reads count back across sessions.
 
 Threads: the coordinator writes while the upkeep backfills, repairs and reads. One RLock guards
 every array; it is held only while arrays are written or copied, never during computation.
-A Condition on that lock carries the session clock to waiting threads.
+A Condition on that lock carries the session clock to waiting threads. Reads of one symbol do
+not take the lock: a version counter, odd while a mutation runs and bumped by each one, tells a
+read that a mutation overlapped it (a seqlock), and the read retries, under the lock if it
+keeps losing. So a strategy's read never waits behind a copy of every symbol's arrays.
 
 Provenance rule (makes the end state independent of timing): a write may land on a slot only if
 
@@ -25,17 +28,20 @@ Visibility: in the current session, reads return only bars with ts ≤ clock; a 
 returned once the last minute of its bucket is ≤ clock (complete by time; `count < expected`
 still flags a bucket with missing minutes), never a bucket still forming. Derived bars of the
 current session are computed on read from the 1m bars, so they never lag behind a backfill.
+A read derives only the symbol's row and only the buckets it returns (the last n, or those
+between two times), so its cost grows with n, not with the number of symbols or minutes.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
 from datetime import date
 from enum import IntEnum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 import pandas as pd
@@ -43,6 +49,11 @@ import pandas as pd
 from barkeeper.errors import BarkeeperError, ParameterError
 from barkeeper.kernels import BucketLayout, DerivedBars, bucket_layout, derive
 from barkeeper.panel import PRICE_COLUMNS, Panel
+
+T = TypeVar("T")
+
+OPTIMISTIC_TRIES = 3
+"""Lock-free attempts of a read before it takes the lock (see `SessionData._consistent`)."""
 
 
 class Provenance(IntEnum):
@@ -203,6 +214,33 @@ class SessionData:
         self._metrics = SymbolMetrics.zeros(0)
         self._clock = -1
         self._closed = False
+        self._version = 0  # even when no mutation runs; see _mutating and _consistent
+
+    @contextmanager
+    def _mutating(self) -> Iterator[None]:
+        """Hold the lock and mark a mutation in progress for the lock-free readers."""
+        with self._clock_changed:
+            self._version += 1
+            try:
+                yield
+            finally:
+                self._version += 1
+
+    def _consistent(self, read: Callable[..., T], *args: object) -> T:
+        """`read(*args)` as of one moment: lock-free while no mutation overlaps it.
+
+        A seqlock: a read that saw the same even version before and after saw no mutation
+        (under the GIL the counter is read and written atomically, in program order). After
+        OPTIMISTIC_TRIES overlapping mutations the read takes the lock instead.
+        """
+        for _ in range(OPTIMISTIC_TRIES):
+            before = self._version
+            if before % 2 == 0:
+                result = read(*args)
+                if self._version == before:
+                    return result
+        with self._lock:
+            return read(*args)
 
     # ------------------------------------------------------------------ session lifecycle
     def start_session(
@@ -244,7 +282,7 @@ class SessionData:
             provenance=np.zeros((len(symbols), len(mins)), dtype=np.uint8),
             layouts=dict(derived or {}),
         )
-        with self._clock_changed:
+        with self._mutating():
             previous = self._current
             self._current = record
             self._dirty = np.zeros(record.provenance.shape, dtype=bool)
@@ -261,7 +299,7 @@ class SessionData:
         record.derived = {
             interval: derive(record.panel, layout) for interval, layout in record.layouts.items()
         }
-        with self._lock:
+        with self._mutating():
             self._history.append(record)
 
     def add_history(
@@ -293,7 +331,7 @@ class SessionData:
             provenance=np.asarray(provenance, dtype=np.uint8),
             derived=dict(derived or {}),
         )
-        with self._lock:
+        with self._mutating():
             newest = self._history[-1].session if self._history else None
             if newest is not None and session <= newest:
                 raise ParameterError(
@@ -307,7 +345,7 @@ class SessionData:
 
     def close_session(self) -> None:
         """Mark the current session finished: every bar is visible, waiters wake up."""
-        with self._clock_changed:
+        with self._mutating():
             self._closed = True
             self._clock_changed.notify_all()
 
@@ -367,7 +405,7 @@ class SessionData:
     # ------------------------------------------------------------------ clock
     def advance_clock(self, ts: int) -> None:
         """Set the clock to `ts` (the minute just delivered) and wake threads waiting on it."""
-        with self._clock_changed:
+        with self._mutating():
             self._clock = int(ts)
             self._clock_changed.notify_all()
 
@@ -397,7 +435,7 @@ class SessionData:
         """
         m = int(minute_idx)
         rows = np.asarray(sym_idx, dtype=np.intp)
-        with self._lock:
+        with self._mutating():
             cur = self._require_current()
             if provenance != Provenance.FEED:
                 keep = self._allowed(cur, rows, np.full(len(rows), m), Provenance(provenance))
@@ -446,7 +484,7 @@ class SessionData:
         _, last_rev = np.unique(flat[::-1], return_index=True)
         last = np.zeros(len(rows), dtype=bool)
         last[len(rows) - 1 - last_rev] = True
-        with self._lock:
+        with self._mutating():
             cur = self._require_current()
             if prov != Provenance.FEED:
                 last &= self._allowed(cur, rows, cols, prov)
@@ -483,7 +521,7 @@ class SessionData:
         session's bars from the 1m bars themselves.
         """
         cur = self._require_current()
-        with self._lock:
+        with self._mutating():
             if buckets is None or interval not in cur.derived:
                 if buckets is not None:
                     raise ParameterError(f"buckets: interval {interval} has no stored bars yet")
@@ -558,18 +596,23 @@ class SessionData:
         returns exactly `n` bars whenever the current session and the history hold them.
         Columns: ts, open, high, low, close, volume, then provenance (1m) or count and
         expected (derived).
+
+        Notes
+        -----
+        The cost grows with `n` only: the read looks at a window of the symbol's row just
+        wide enough to hold `n` bars (widened while gaps or empty buckets leave it short).
         """
         if n < 0:
             raise ParameterError(f"n: {n} must be zero or more")
-        parts: list[pd.DataFrame] = []
+        parts: list[dict[str, np.ndarray]] = []
         have = 0
-        for frame in self._bars_newest_first(symbol, interval):
+        for source in self._sources(symbol, interval):
             if have >= n:
                 break
-            take = frame.iloc[max(len(frame) - (n - have), 0) :]
-            parts.append(take)
-            have += len(take)
-        return _concat(parts[::-1], interval)
+            part = self._tail(source, interval, n - have)
+            parts.append(part)
+            have += len(part["ts"])
+        return _frame(parts[::-1], interval)
 
     async def get_last_n_bars(self, symbol: str, n: int, interval: int = 1) -> pd.DataFrame:
         """Async form of `last_n_bars` (the seed's API)."""
@@ -580,62 +623,84 @@ class SessionData:
     ) -> pd.DataFrame:
         """Existing bars of `symbol` with start_ts ≤ ts ≤ end_ts (and ts ≤ clock), ascending."""
         parts = []
-        for frame in self._bars_newest_first(symbol, interval):
-            if len(frame) and frame["ts"].iloc[-1] < start_ts:
-                break
-            ts = frame["ts"].to_numpy()
-            parts.append(frame[(ts >= start_ts) & (ts <= end_ts)])
-        return _concat(parts[::-1], interval)
+        for source in self._sources(symbol, interval):
+            minutes = source.record.minutes
+            if len(minutes) and minutes[-1] < start_ts:
+                break  # older sessions end earlier still
+            parts.append(self._between(source, interval, start_ts, end_ts))
+        return _frame(parts[::-1], interval)
 
-    def _bars_newest_first(self, symbol: str, interval: int):
-        """Frames of one symbol's bars per session, newest session first (lazily)."""
+    def _sources(self, symbol: str, interval: int) -> list[_Source]:
+        """The sessions holding `symbol`, newest first, as of one moment."""
         if interval < 1:
             raise ParameterError(f"interval: {interval} must be 1 or more minutes")
-        with self._lock:
-            records = list(self._history)
-            current, clock, closed = self._current, self._clock, self._closed
-        sessions = [(r, None) for r in records]
-        if current is not None:
-            sessions.append((current, None if closed else clock))
-        if not any(symbol in r.index for r, _ in sessions):
+        history, current, clock, closed = self._consistent(
+            lambda: (tuple(self._history), self._current, self._clock, self._closed)
+        )
+        sources = []
+        if current is not None and symbol in current.index:
+            n_visible = len(current.minutes) if closed else _visible(current.minutes, clock)
+            sources.append(_Source(current, current.index[symbol], n_visible, live=True))
+        for r in reversed(history):
+            if symbol in r.index:
+                sources.append(_Source(r, r.index[symbol], len(r.minutes), live=False))
+        if not sources:
             raise UnknownSymbolError(
                 f"symbol: {symbol!r} is in neither session {self.session} nor its history"
             )
-        for record, upto in reversed(sessions):
-            if symbol in record.index:
-                yield self._session_bars(record, record.index[symbol], interval, upto)
+        return sources
 
-    def _session_bars(
-        self, record: SessionRecord, row: int, interval: int, upto: int | None
-    ) -> pd.DataFrame:
-        n_visible = len(record.minutes) if upto is None else _visible(record.minutes, upto)
-        with self._lock:
-            p = record.panel
-            values = [getattr(p, c)[row, :n_visible].copy() for c in PRICE_COLUMNS]
-            prov = record.provenance[row, :n_visible].copy()
+    def _read(self, source: _Source, read: Callable[..., T], *args: object) -> T:
+        """Run a read of the session's arrays: consistently if writes may still land there."""
+        return self._consistent(read, *args) if source.live else read(*args)
+
+    def _tail(self, source: _Source, interval: int, n: int) -> dict[str, np.ndarray]:
+        """The last `n` existing bars (or fewer) of one session's visible bars."""
+        record, row, n_visible = source.record, source.row, source.n_visible
+        width = max(n, 1)
         if interval == 1:
-            keep = ~np.isnan(values[3])
-            data = {"ts": record.minutes[:n_visible][keep]}
-            data.update({c: v[keep] for c, v in zip(PRICE_COLUMNS, values, strict=True)})
-            data["provenance"] = prov[keep]
-            return pd.DataFrame(data)
-        layout = record.layout(interval)
-        if upto is None and interval in record.derived:
+            while True:
+                lo = max(n_visible - width, 0)
+                part = self._read(source, _minute_bars, record, row, lo, n_visible)
+                if len(part["ts"]) >= n or lo == 0:
+                    return {c: v[max(len(v) - n, 0) :] for c, v in part.items()}
+                width *= 2
+        if not source.live and interval in record.derived:
             d = record.derived[interval]
-            cols = {c: getattr(d, c)[row] for c in (*PRICE_COLUMNS, "count")}
-            starts, expected = d.starts, d.expected
-        else:
-            # Buckets complete by the clock: the last minute of the bucket is visible.
-            n_buckets = int(np.searchsorted(layout.stop_idx, n_visible, side="right"))
-            one = Panel(("",), record.minutes, *(_pad(v, len(record.minutes)) for v in values))
-            d = derive(one, layout, np.arange(n_buckets))
-            cols = {c: getattr(d, c)[0] for c in (*PRICE_COLUMNS, "count")}
-            starts, expected = d.starts, d.expected
-        keep = cols["count"] > 0
-        data = {"ts": starts[keep]}
-        data.update({c: cols[c][keep] for c in (*PRICE_COLUMNS, "count")})
-        data["expected"] = expected[keep]
-        return pd.DataFrame(data)
+            keep = np.flatnonzero(d.count[row] > 0)
+            return _derived_bars(d, row, keep[max(len(keep) - n, 0) :])
+        layout = record.layout(interval)
+        # Buckets complete by the clock: the last minute of the bucket is visible.
+        n_buckets = int(np.searchsorted(layout.stop_idx, n_visible, side="right"))
+        while True:
+            first = max(n_buckets - width, 0)
+            d = self._read(source, _derive_row, record, row, layout, first, n_buckets)
+            keep = np.flatnonzero(d.count[0] > 0)
+            if len(keep) >= n or first == 0:
+                return _derived_bars(d, 0, keep[max(len(keep) - n, 0) :])
+            width *= 2
+
+    def _between(
+        self, source: _Source, interval: int, start_ts: int, end_ts: int
+    ) -> dict[str, np.ndarray]:
+        """One session's visible bars with start_ts ≤ ts ≤ end_ts."""
+        record, row, n_visible = source.record, source.row, source.n_visible
+        if interval == 1:
+            lo = int(np.searchsorted(record.minutes, start_ts, side="left"))
+            hi = min(int(np.searchsorted(record.minutes, end_ts, side="right")), n_visible)
+            return self._read(source, _minute_bars, record, row, lo, max(hi, lo))
+        if not source.live and interval in record.derived:
+            d = record.derived[interval]
+            keep = np.flatnonzero(
+                (d.count[row] > 0) & (d.starts >= start_ts) & (d.starts <= end_ts)
+            )
+            return _derived_bars(d, row, keep)
+        layout = record.layout(interval)
+        n_buckets = int(np.searchsorted(layout.stop_idx, n_visible, side="right"))
+        first = int(np.searchsorted(layout.starts, start_ts, side="left"))
+        stop = min(int(np.searchsorted(layout.starts, end_ts, side="right")), n_buckets)
+        d = self._read(source, _derive_row, record, row, layout, first, max(stop, first))
+        return _derived_bars(d, 0, np.flatnonzero(d.count[0] > 0))
 
     # ------------------------------------------------------------------ memory
     def memory_bytes(self) -> int:
@@ -657,15 +722,50 @@ class SessionData:
             return total
 
 
+@dataclass(frozen=True, eq=False)
+class _Source:
+    """One session a read draws on: the symbol's row and how many leading minutes are visible.
+
+    `live`: the current session, where writes may still land, so reads must be consistent.
+    """
+
+    record: SessionRecord
+    row: int
+    n_visible: int
+    live: bool
+
+
+def _minute_bars(record: SessionRecord, row: int, lo: int, hi: int) -> dict[str, np.ndarray]:
+    """The existing 1m bars of one row in minute columns lo:hi (fresh arrays)."""
+    p = record.panel
+    keep = np.flatnonzero(~np.isnan(p.close[row, lo:hi])) + lo
+    data = {"ts": record.minutes[keep]}
+    data.update({c: getattr(p, c)[row, keep] for c in PRICE_COLUMNS})
+    data["provenance"] = record.provenance[row, keep]
+    return data
+
+
+def _derive_row(
+    record: SessionRecord, row: int, layout: BucketLayout, first: int, stop: int
+) -> DerivedBars:
+    """Buckets first:stop of one symbol, derived from a one-row view of the 1m arrays."""
+    p = record.panel
+    one = Panel(
+        (p.symbols[row],), p.minutes, *(getattr(p, c)[row : row + 1] for c in PRICE_COLUMNS)
+    )
+    return derive(one, layout, np.arange(first, stop))
+
+
+def _derived_bars(d: DerivedBars, row: int, keep: np.ndarray) -> dict[str, np.ndarray]:
+    data = {"ts": d.starts[keep]}
+    data.update({c: getattr(d, c)[row, keep] for c in (*PRICE_COLUMNS, "count")})
+    data["expected"] = d.expected[keep]
+    return data
+
+
 def _visible(minutes: np.ndarray, clock: int) -> int:
     """Number of leading minutes with ts ≤ clock."""
     return int(np.searchsorted(minutes, clock, side="right"))
-
-
-def _pad(row: np.ndarray, n: int) -> np.ndarray:
-    out = np.full((1, n), np.nan)
-    out[0, : len(row)] = row
-    return out
 
 
 def _copy_derived(d: DerivedBars) -> DerivedBars:
@@ -689,13 +789,17 @@ _FRAME_COLUMNS = {
 }
 
 
-def _concat(parts: list[pd.DataFrame], interval: int) -> pd.DataFrame:
-    columns = list(_FRAME_COLUMNS[1 if interval == 1 else 0])
-    parts = [p for p in parts if len(p)]
+def _frame(parts: list[dict[str, np.ndarray]], interval: int) -> pd.DataFrame:
+    """One frame of bars from per-session column arrays, oldest session first."""
+    columns = _FRAME_COLUMNS[1 if interval == 1 else 0]
+    parts = [p for p in parts if len(p["ts"])]
     if not parts:
-        return pd.DataFrame({c: pd.Series(dtype=_DTYPES[c]) for c in columns})
-    frame = parts[0] if len(parts) == 1 else pd.concat(parts, ignore_index=True)
-    return frame.reset_index(drop=True)
+        data = {c: np.empty(0, dtype=_DTYPES[c]) for c in columns}
+    elif len(parts) == 1:
+        data = parts[0]
+    else:
+        data = {c: np.concatenate([p[c] for p in parts]) for c in columns}
+    return pd.DataFrame(data, copy=False)
 
 
 _DTYPES = {

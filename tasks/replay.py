@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from datetime import date
 from functools import partial
+from pathlib import Path
 
 import pandas as pd
 from prefect import get_run_logger, task
@@ -17,6 +18,7 @@ from prefect.cache_policies import NONE
 
 from barkeeper.calendar import Calendar
 from barkeeper.coordinator import BacktestStreamCoordinator, parse_speed
+from barkeeper.data_docs import run_final_checkpoint
 from barkeeper.errors import ParameterError
 from barkeeper.faults import FaultConfig, parse_outage
 from barkeeper.replay import (
@@ -203,20 +205,30 @@ def final_state(replay: Replay) -> SessionState:
 
 @task(cache_policy=NONE)
 def validate_session(run_id: str, session: date) -> None:
-    """Run the three suites over the session's final bars and metrics; store the results."""
+    """Validate the session's final bars, derived bars and metrics in one GX checkpoint.
+
+    The checkpoint also writes the session's Data Docs pages, so nothing of the session has
+    to stay in memory until the end of the run.
+    """
     replay = live(run_id)
     state = final_state(replay)
     bars_1m, derived = final_frames(state)
     metrics = session_metrics(state)
-    validator = replay.validator()
-    results = validator.validate_bars_1m(bars_1m)
+    frames = {"bars_1m": bars_1m, "session_quality": metrics.loc[metrics["segment"] == "regular"]}
     if len(derived):
-        results += validator.validate_derived(derived)
-    results += validator.validate_session_quality(metrics.loc[metrics["segment"] == "regular"])
+        frames["bars_derived"] = derived
+    checkpoint = run_final_checkpoint(
+        run_id,
+        str(session),
+        frames,
+        Path(replay.plan.reports_dir) / "data_docs",
+        parameters={"quality_threshold": replay.plan.quality_threshold},
+    )
+    results = checkpoint.results
     replay.symbol_success[session] = symbol_success(results, state.panel.symbols)
+    replay.data_docs[session] = str(checkpoint.page)
     records = [r.to_record(run_id, session, stage="final") for r in results]
     write_validation_results(engine_for(replay.plan.database_url), records)
-    replay.final_frames[session] = {"bars_1m": bars_1m, "bars_derived": derived, "metrics": metrics}
     failed = [f"{r.suite}/{r.severity}" for r in results if not r.success]
     get_run_logger().info("session %s validated; failing: %s", session, failed or "none")
 

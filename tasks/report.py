@@ -11,37 +11,11 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
 from barkeeper.charts import coverage_chart, png_data_uri
-from barkeeper.data_docs import run_final_checkpoint
 from barkeeper.replay import Replay, live
 from barkeeper.report import failed_expectations, gaps_of, run_report
-from barkeeper.validation import prepare_session_quality
 from models.engine import engine_for
 
 CHARTED_SESSIONS = 5
-
-
-def build_data_docs(replay: Replay) -> str:
-    """One checkpoint over every session's final frames; returns the run's page (or "")."""
-    if not replay.final_frames:
-        return ""
-    parts = replay.final_frames.values()
-    frames = {
-        "bars_1m": pd.concat([p["bars_1m"] for p in parts], ignore_index=True),
-        "bars_derived": pd.concat([p["bars_derived"] for p in parts], ignore_index=True),
-        "session_quality": prepare_session_quality(
-            pd.concat([p["metrics"] for p in parts], ignore_index=True)
-        ),
-    }
-    sessions = replay.plan.sessions
-    label = str(sessions[0]) if len(sessions) == 1 else f"{sessions[0]}_{sessions[-1]}"
-    report = run_final_checkpoint(
-        replay.plan.run_id,
-        label,
-        frames,
-        Path(replay.plan.reports_dir) / "data_docs",
-        parameters={"quality_threshold": replay.plan.quality_threshold},
-    )
-    return str(report.page)
 
 
 def _summary_markdown(
@@ -55,8 +29,11 @@ def _summary_markdown(
         f"speed {plan.speed}, upkeep {'on' if plan.upkeep_enabled else 'off'}.",
         "",
     ]
-    if report["data_docs"]:
-        lines += [f"**Data Docs:** [validation page]({Path(report['data_docs']).as_uri()})", ""]
+    if replay.data_docs:
+        links = ", ".join(
+            f"[{session}]({Path(page).as_uri()})" for session, page in replay.data_docs.items()
+        )
+        lines += [f"**Data Docs** (per session): {links}", ""]
     lines += [
         "## Quality",
         "",
@@ -109,7 +86,7 @@ def publish_report(run_id: str) -> dict[str, Any]:
     """Build Data Docs, publish the quality tables, summary and coverage chart artifacts."""
     replay = live(run_id)
     engine = engine_for(replay.plan.database_url)
-    data_docs = build_data_docs(replay)
+    data_docs = next(reversed(replay.data_docs.values()), "")
     report = run_report(engine, run_id)
     report["data_docs"] = data_docs
     failed = failed_expectations(engine, run_id)

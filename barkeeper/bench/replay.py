@@ -16,7 +16,7 @@ from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from statistics import median
-from time import perf_counter
+from time import monotonic, perf_counter, sleep
 from typing import Any
 
 from barkeeper.calendar import Calendar
@@ -39,12 +39,27 @@ def seed_repository(url: str, symbols: int, session: date = BENCH_SESSION) -> li
     return names
 
 
-def prefect_runs(flow_run_id: str) -> Counter[str]:
+def prefect_runs(flow_run_id: str, settle_s: float = 15.0) -> Counter[str]:
     """Task runs and subflow runs under a flow run, recursively, counted by name (via the API).
 
     A subflow counts once, as `flow:<name>`; the placeholder task run Prefect records for it in
-    the parent is not counted again.
+    the parent is not counted again. Prefect 3 records task runs from events, shortly after
+    they ran: the count is read until it holds, every run final, for four reads 0.5 s apart
+    (or `settle_s`).
     """
+    deadline = monotonic() + settle_s
+    previous, _ = _read_runs(flow_run_id)
+    agreed = 0
+    while monotonic() < deadline and agreed < 3:
+        sleep(0.5)
+        counts, final = _read_runs(flow_run_id)
+        agreed = agreed + 1 if counts == previous and final else 0
+        previous = counts
+    return previous
+
+
+def _read_runs(flow_run_id: str) -> tuple[Counter[str], bool]:
+    """Runs under `flow_run_id` by name, and whether all of them are in a final state."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import (
         FlowRunFilter,
@@ -53,6 +68,7 @@ def prefect_runs(flow_run_id: str) -> Counter[str]:
     )
 
     counts: Counter[str] = Counter()
+    final = True
     with get_client(sync_client=True) as client:
         pending = [flow_run_id]
         while pending:
@@ -66,13 +82,14 @@ def prefect_runs(flow_run_id: str) -> Counter[str]:
                 )
             )
             placeholders = {str(c.parent_task_run_id) for c in children}
-            counts.update(
-                t.task_key.rsplit("-", 1)[0] for t in tasks if str(t.id) not in placeholders
-            )
+            for run in tasks:
+                final = final and run.state is not None and run.state.is_final()
+                if str(run.id) not in placeholders:
+                    counts[run.task_key.rsplit("-", 1)[0]] += 1
             for child in children:
                 counts[f"flow:{_flow_name(client, child.flow_id)}"] += 1
                 pending.append(str(child.id))
-    return counts
+    return counts, final
 
 
 def _flow_name(client: Any, flow_id: Any) -> str:
