@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+import time
 from datetime import date, timedelta
 from types import SimpleNamespace
 
@@ -517,3 +518,160 @@ def test_memory_is_at_most_64_bytes_per_stored_bar() -> None:
     result = bench_memory(symbols=2000)
     assert result["stored_bars"] > 1_000_000  # 1m bars with 2% gaps plus 5/15/30/60m bars
     assert result["bytes_per_bar"] <= 64
+
+
+# ---------------------------------------------------------------------------- fast reads
+def full_derive_oracle(
+    sessions: list[tuple[np.ndarray, np.ndarray, Panel, int]], row: int, interval: int
+) -> pd.DataFrame:
+    """Every session's buckets of one row from a full-panel derive, complete by the clock.
+
+    `sessions`: (minutes, segment, panel, visible minutes) per session, oldest first.
+    """
+    parts = []
+    for minutes, segment, panel, n_visible in sessions:
+        layout = bucket_layout(minutes, segment, interval)
+        d = derive(panel, layout)
+        done = layout.stop_idx <= n_visible
+        keep = (d.count[row] > 0) & done
+        part = {"ts": d.starts[keep]}
+        part.update({c: getattr(d, c)[row, keep] for c in (*PRICE_COLUMNS, "count")})
+        part["expected"] = d.expected[keep]
+        parts.append(pd.DataFrame(part))
+    return pd.concat(parts, ignore_index=True)
+
+
+def test_reads_with_2000_symbols_match_a_full_derive() -> None:
+    rng = np.random.default_rng(11)
+    sm = session_minutes(0, 390)
+    symbols = [f"S{i:04d}" for i in range(2000)]
+    bars = truth_bars(rng, (2000, 390), missing=0.05)
+    bars_panel = Panel(tuple(symbols), sm.minutes, *(bars[c] for c in PRICE_COLUMNS))
+    sd = SessionData()
+    sd.start_session(sm, symbols)
+    fill_session(sd, bars)
+    clock_idx = 212  # minute 213 of 390: a 5m and a 15m bucket are still forming
+    sd.advance_clock(int(sm.minutes[clock_idx]))
+    session = [(sm.minutes, sm.segment, bars_panel, clock_idx + 1)]
+    for row in (0, 999, 1999):
+        for interval in (5, 15, 30, 60):
+            want = full_derive_oracle(session, row, interval)
+            assert want["ts"].iloc[-1] + interval * 60 - 60 <= sd.clock  # no forming bucket
+            for n in (1, 7, 50, 10_000):
+                got = sd.last_n_bars(symbols[row], n, interval)
+                pd.testing.assert_frame_equal(got, want.tail(n).reset_index(drop=True))
+            lo, hi = int(sm.minutes[40]), int(sm.minutes[300])
+            inside = want[(want["ts"] >= lo) & (want["ts"] <= hi)].reset_index(drop=True)
+            pd.testing.assert_frame_equal(sd.bars_between(symbols[row], lo, hi, interval), inside)
+        ones = sd.last_n_bars(symbols[row], 50)
+        visible = bars_panel.present[row, : clock_idx + 1]
+        np.testing.assert_array_equal(ones["ts"], sm.minutes[: clock_idx + 1][visible][-50:])
+        np.testing.assert_array_equal(
+            ones["close"], bars["close"][row, : clock_idx + 1][visible][-50:]
+        )
+
+
+@settings(max_examples=120, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n_minutes=st.integers(1, 45),
+    missing=st.sampled_from([0.0, 0.3, 0.8, 1.0]),
+    interval=st.sampled_from([2, 3, 5, 7, 15]),
+    n=st.integers(0, 40),
+    clock_idx=st.integers(-1, 50),
+    with_history=st.booleans(),
+    closed=st.booleans(),
+)
+def test_fast_reads_equal_a_full_panel_derive(
+    seed: int,
+    n_minutes: int,
+    missing: float,
+    interval: int,
+    n: int,
+    clock_idx: int,
+    with_history: bool,
+    closed: bool,
+) -> None:
+    rng = np.random.default_rng(seed)
+    symbols = ("A", "B", "C")
+    sd = SessionData(history_sessions=1)
+    sessions = []
+    if with_history:
+        old = session_minutes(0, n_minutes)
+        past = truth_bars(rng, (3, n_minutes), missing=missing)
+        panel = Panel(symbols, old.minutes, *(past[c] for c in PRICE_COLUMNS))
+        sd.add_history(old.session, old.minutes, old.segment, panel)
+        sessions.append((old.minutes, old.segment, panel, n_minutes))
+    sm = session_minutes(1, n_minutes)
+    sd.start_session(sm, symbols)
+    bars = truth_bars(rng, (3, n_minutes), missing=missing)
+    fill_session(sd, bars)
+    clock_idx = min(clock_idx, n_minutes - 1)
+    if clock_idx >= 0:
+        sd.advance_clock(int(sm.minutes[clock_idx]))
+    if closed:
+        sd.close_session()
+    n_visible = n_minutes if closed else clock_idx + 1
+    panel = Panel(symbols, sm.minutes, *(bars[c] for c in PRICE_COLUMNS))
+    sessions.append((sm.minutes, sm.segment, panel, n_visible))
+    row = int(rng.integers(0, 3))
+    want = full_derive_oracle(sessions, row, interval)
+    got = sd.last_n_bars(symbols[row], n, interval)
+    pd.testing.assert_frame_equal(got, want.tail(n).reset_index(drop=True), check_dtype=n > 0)
+    lo = int(sessions[0][0][0]) + 60 * int(rng.integers(-5, 2 * n_minutes))
+    hi = lo + 60 * int(rng.integers(0, 3 * n_minutes))
+    inside = want[(want["ts"] >= lo) & (want["ts"] <= hi)].reset_index(drop=True)
+    got = sd.bars_between(symbols[row], lo, hi, interval)
+    pd.testing.assert_frame_equal(got, inside, check_dtype=len(inside) > 0)
+
+
+def test_reads_do_not_wait_for_the_lock_and_never_see_torn_bars() -> None:
+    """Reads run lock-free (a long snapshot copy does not block them) yet stay consistent."""
+    sm = session_minutes(0, 60)
+    sd = SessionData()
+    sd.start_session(sm, ["A", "B"])
+    ones = np.ones(2)
+    for m in range(60):  # every bar of write k has all prices equal to k
+        sd.write_minute(m, np.array([0, 1]), *(ones, ones, ones, ones, ones))
+    sd.advance_clock(int(sm.minutes[-1]))
+    held, release = threading.Event(), threading.Event()
+
+    def hold_lock() -> None:
+        with sd._lock:  # what panel_snapshot does for the length of a full copy
+            held.set()
+            release.wait(5)
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    held.wait(5)
+    try:
+        started = time.perf_counter()
+        assert len(sd.last_n_bars("A", 10, interval=5)) == 10
+        assert len(sd.bars_between("A", int(sm.minutes[0]), int(sm.minutes[-1]))) == 60
+        assert time.perf_counter() - started < 1.0  # a locking read waits the holder's 5 s
+    finally:
+        release.set()
+        holder.join(5)
+
+    stop = threading.Event()
+
+    def writer() -> None:
+        k = 1.0
+        while not stop.is_set():
+            k += 1.0
+            v = np.full(2, k)
+            sd.write_bars([0] * 60, np.arange(60), *(np.full(60, k) for _ in range(5)), P.FEED)
+            sd.write_minute(int(k) % 60, np.array([0, 1]), v, v, v, v, v)
+
+    t = threading.Thread(target=writer)
+    t.start()
+    try:
+        for _ in range(300):
+            one = sd.last_n_bars("A", 60)
+            prices = one[list(PRICE_COLUMNS)].to_numpy()
+            assert (prices == prices[:, :1]).all(), "a bar mixes two writes"
+            five = sd.last_n_bars("A", 12, interval=5)
+            assert (five["high"] == five["low"]).all(), "a bucket mixes two writes"
+    finally:
+        stop.set()
+        t.join(5)

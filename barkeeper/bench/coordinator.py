@@ -11,7 +11,8 @@ import pandas as pd
 
 from barkeeper.coordinator import BacktestStreamCoordinator
 from barkeeper.kernels import bucket_layout, derive
-from barkeeper.session_data import SessionData
+from barkeeper.panel import PRICE_COLUMNS, Panel
+from barkeeper.session_data import Provenance, SessionData
 
 BENCH_SESSION = date(2024, 3, 12)
 BENCH_OPEN_TS = 1710250200  # 2024-03-12 09:30 America/New_York
@@ -81,7 +82,8 @@ def bench_coordinator(symbols: int = 2000, repeats: int = 5) -> dict[str, float]
 
     Median of `repeats` runs, without and with one no-op per-bar handler, on a feed in
     (ts, symbol) order; `bars_per_s_symbol_order` is the same without handler for a feed in
-    (symbol, ts) order, which costs one transposing gather more.
+    (symbol, ts) order, which costs one transposing gather more. `read_us` is what a
+    strategy pays per read: see `bench_read`.
     """
     names, frame = synthetic_feed(symbols)
     _, by_symbol = synthetic_feed(symbols, order="symbol")
@@ -94,7 +96,33 @@ def bench_coordinator(symbols: int = 2000, repeats: int = 5) -> dict[str, float]
         "bars_per_s": bars / statistics.median(plain),
         "bars_per_s_with_handler": bars / statistics.median(handled),
         "bars_per_s_symbol_order": bars / statistics.median(symbol_major),
+        "read_us": bench_read(names, frame),
     }
+
+
+def bench_read(names: list[str], frame: pd.DataFrame, reads: int = 500) -> float:
+    """Median microseconds of `last_n_bars(symbol, 50, 5)` with the clock mid-session.
+
+    The symbols read rotate over the whole session so no cache can help; the figure must
+    not grow with the number of symbols (a read derives one row over 50 buckets).
+    """
+    sd = SessionData()
+    sd.start_session(_Minutes, names, _layouts())
+    mid = len(_Minutes.minutes) // 2
+    panel = Panel.empty(tuple(names), _Minutes.minutes)
+    panel.fill(frame[frame["ts"] <= _Minutes.minutes[mid]])
+    rows, cols = np.nonzero(panel.present)
+    values = (getattr(panel, c)[rows, cols] for c in PRICE_COLUMNS)
+    sd.write_bars(rows, cols, *values, provenance=Provenance.FEED)
+    sd.advance_clock(int(_Minutes.minutes[mid]))  # open session: a read sees buckets ≤ clock
+    step = max(len(names) // reads, 1)
+    seconds = []
+    for i in range(reads):
+        symbol = names[(i * step) % len(names)]
+        started = time.perf_counter()
+        sd.last_n_bars(symbol, 50, interval=5)
+        seconds.append(time.perf_counter() - started)
+    return statistics.median(seconds) * 1e6
 
 
 def bench_memory(symbols: int = 2000) -> dict[str, float]:
