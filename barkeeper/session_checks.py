@@ -21,10 +21,12 @@ class CycleChecks:
     def __init__(self) -> None:
         self.pending: np.ndarray | None = None
         self.rejected: list[pd.DataFrame] = []
+        self.session_rejected: list[pd.DataFrame] = []
 
     def begin_session(self, shape: tuple[int, int]) -> None:
         self.pending = np.zeros(shape, dtype=bool)
         self.rejected = []
+        self.session_rejected = []
 
     def changed(self, mask: np.ndarray) -> None:
         if self.pending is not None:
@@ -32,6 +34,14 @@ class CycleChecks:
 
     def reject(self, bars: pd.DataFrame) -> None:
         self.rejected.append(bars)
+        self.session_rejected.append(bars)
+
+    def rejected_frame(self, minutes: np.ndarray) -> pd.DataFrame:
+        """Prepared `bars_1m` frame of every bar of the session rejected as delivered."""
+        if not self.session_rejected:
+            return pd.DataFrame()
+        frame = pd.concat(self.session_rejected, ignore_index=True)
+        return prepare_bars_1m(frame.loc[:, list(BAR_COLUMNS)], minutes)
 
     def take_frame(
         self, panel_symbols: tuple[str, ...], minutes: np.ndarray, panel

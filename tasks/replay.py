@@ -227,6 +227,15 @@ def validate_session(run_id: str, session: date) -> None:
     results = checkpoint.results
     replay.symbol_success[session] = symbol_success(results, state.panel.symbols)
     replay.data_docs[session] = str(checkpoint.page)
+    rejected = replay.checks.rejected_frame(state.minutes.minutes)
+    if len(rejected):  # the bars the upkeep repaired, as the feed delivered them
+        run_final_checkpoint(
+            run_id,
+            f"{session}_rejected",
+            {"bars_1m": rejected},
+            Path(replay.plan.reports_dir) / "data_docs",
+            parameters={"quality_threshold": replay.plan.quality_threshold},
+        )
     records = [r.to_record(run_id, session, stage="final") for r in results]
     write_validation_results(engine_for(replay.plan.database_url), records)
     failed = [f"{r.suite}/{r.severity}" for r in results if not r.success]

@@ -107,6 +107,10 @@ def test_lossy_replay_ends_with_the_repository_bars(harness, sample_url: str) ->
     assert not cycle["success"].all()
     final = critical.loc[critical["stage"] == "final"]
     assert len(final) == 1 and final["success"].all()
+    # Data Docs hold both: the session's final validation and the rejected bars as delivered
+    docs = Path(report["data_docs"]).parents[4]  # <docs>/validations/<suite>/<run>/<time>
+    for run_name in (f"{report['run_id']}__{SESSION}", f"{report['run_id']}__{SESSION}_rejected"):
+        assert list(docs.glob(f"validations/bars_1m/{run_name}/*/*.html")), run_name
 
 
 def test_derived_bars_equal_pandas_resample_of_the_repository(harness, sample_url: str) -> None:
