@@ -10,6 +10,7 @@ and rolls `session_data`; the upkeep side runs cycles on the session clock and t
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import logging
@@ -31,6 +32,7 @@ from barkeeper.kernels import DAILY, BucketLayout, bucket_layout, derive
 from barkeeper.panel import Panel
 from barkeeper.session_checks import CycleChecks
 from barkeeper.session_data import SessionData
+from barkeeper.session_results import SessionState
 from barkeeper.upkeep import Upkeep, UpkeepConfig
 
 if TYPE_CHECKING:
@@ -74,6 +76,18 @@ class LoadedSession:
     outside_bars: pd.Series
     fault_counts: dict[str, int]
     seconds: float
+
+
+@dataclass
+class SessionOutcome:
+    """A session's final state and figures, frozen at its close for persistence and checks."""
+
+    state: SessionState
+    metrics: pd.DataFrame
+    gaps: pd.DataFrame
+    bars: pd.DataFrame
+    rejected: pd.DataFrame
+    users: int = 0
 
 
 @dataclass
@@ -122,9 +136,10 @@ class Replay:
     checks: CycleChecks = field(default_factory=CycleChecks)
     symbol_success: dict[date, dict[str, bool]] = field(default_factory=dict)
     data_docs: dict[date, str] = field(default_factory=dict)
+    outcomes: dict[date, SessionOutcome] = field(default_factory=dict)
+    _outcomes_lock: threading.Lock = field(default_factory=threading.Lock)
     coverage: dict[date, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     on_progress: Callable[[float], None] | None = None
-    _validator: Validator | None = None
 
     def __post_init__(self) -> None:
         for session in self.plan.sessions:
@@ -139,6 +154,15 @@ class Replay:
             except Exception:  # progress is informative; a failure must not stop the replay
                 log.warning("progress update failed", exc_info=True)
 
+    def release(self, session: date) -> None:
+        """One user of the session's outcome is done; the last one (of two with the upkeep's
+        checkpoint, else one) frees it, so a long replay holds at most a session or two."""
+        with self._outcomes_lock:
+            outcome = self.outcomes[session]
+            outcome.users += 1
+            if outcome.users >= (2 if self.plan.upkeep_enabled else 1):
+                del self.outcomes[session]
+
     def session_share(self) -> float:
         """How far the current session's clock has come, 0..1 (for progress bars)."""
         if self.data.session is None or self.data.clock < 0:
@@ -147,12 +171,8 @@ class Replay:
         return float(np.searchsorted(minutes, self.data.clock, side="right")) / len(minutes)
 
     def validator(self) -> Validator:
-        """The run's GX validator, created on first use (GX costs seconds to import)."""
-        if self._validator is None:
-            from barkeeper.validation import Validator
-
-            self._validator = Validator({"quality_threshold": self.plan.quality_threshold})
-        return self._validator
+        """The process's GX validator for this run's thresholds (a context costs seconds)."""
+        return shared_validator(self.plan.quality_threshold)
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -222,8 +242,6 @@ class Replay:
 
     def wait_settled(self, session: date, timeout_s: float = 3600.0) -> None:
         """Wait until the upkeep's final pass of `session` is done (or the upkeep gave up)."""
-        if not self.plan.upkeep_enabled:
-            return
         deadline = monotonic() + timeout_s
         while not self.settled[session].wait(0.5):
             if self.failure or monotonic() > deadline:
@@ -231,7 +249,7 @@ class Replay:
 
     # -- upkeep ------------------------------------------------------------------------------
 
-    def upkeep_session(self, session: date, on_validate: Callable[[], None]) -> bool:
+    def upkeep_session(self, session: date, on_validate: Callable[[bool], None]) -> bool:
         """Run upkeep cycles for `session` on its clock, then the final pass.
 
         Returns False when the stream ended before the session started (nothing to settle).
@@ -255,12 +273,12 @@ class Replay:
             self.upkeep.cycle(clock)
             next_check = _next_after(clock, next_check, self.plan.check_interval_s)
             if clock >= next_validation:
-                on_validate()
+                on_validate(False)
                 next_validation = _next_after(
                     clock, next_validation, self.plan.validation_interval_s
                 )
         self.upkeep.final_pass()
-        on_validate()  # what changed since the last cycle validation, rejected bars included
+        on_validate(True)  # the rejected bars still unreported; the checkpoint checks the rest
         return True
 
 
@@ -322,6 +340,15 @@ def _next_after(clock: int, due: int, step: int) -> int:
 
 def _end(minutes: SessionMinutes) -> int:
     return int(minutes.minutes[-1]) + 60
+
+
+@functools.lru_cache(maxsize=4)
+def shared_validator(quality_threshold: float) -> Validator:
+    """One Validator per threshold and process, reused by every replay (upkeeps run one at a
+    time per replay, and a validation holds no state between calls)."""
+    from barkeeper.validation import Validator
+
+    return Validator({"quality_threshold": quality_threshold})
 
 
 _LIVE: dict[str, Replay] = {}

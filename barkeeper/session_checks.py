@@ -7,7 +7,7 @@ import pandas as pd
 
 from barkeeper.kernels import bucket_layout
 from barkeeper.panel import BAR_COLUMNS, PRICE_COLUMNS
-from barkeeper.session_results import SessionState, session_bars
+from barkeeper.session_results import SessionState
 from barkeeper.validation import SuiteResult, prepare_bars_1m, prepare_derived
 
 
@@ -44,12 +44,18 @@ class CycleChecks:
         return prepare_bars_1m(frame.loc[:, list(BAR_COLUMNS)], minutes)
 
     def take_frame(
-        self, panel_symbols: tuple[str, ...], minutes: np.ndarray, panel
+        self, panel_symbols: tuple[str, ...], minutes: np.ndarray, panel, *, pending: bool = True
     ) -> pd.DataFrame:
-        """Prepared `bars_1m` frame of the pending bars plus the rejected originals."""
+        """Prepared `bars_1m` frame of the pending bars (if `pending`) and the rejected originals.
+
+        Empty when there is nothing to validate.
+        """
         assert self.pending is not None
-        rows, cols = np.nonzero(self.pending & panel.present)
+        mask = self.pending & panel.present if pending else np.zeros_like(self.pending)
+        rows, cols = np.nonzero(mask)
         self.pending[:] = False
+        if not len(rows) and not self.rejected:
+            return pd.DataFrame()
         current = pd.DataFrame(
             {
                 "symbol": np.asarray(panel_symbols, dtype=object)[rows],
@@ -63,9 +69,8 @@ class CycleChecks:
         return prepare_bars_1m(frame.loc[:, list(BAR_COLUMNS)], minutes)
 
 
-def final_frames(state: SessionState) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Prepared `bars_1m` and `bars_derived` frames of a session's final bars."""
-    bars = session_bars(state)
+def final_frames(state: SessionState, bars: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Prepared `bars_1m` and `bars_derived` frames of a session's final bars (`session_bars`)."""
     one = bars.loc[(bars["interval"] == 1) & (bars["provenance"] != "synthetic")]
     one = one.loc[:, list(BAR_COLUMNS)].reset_index(drop=True)
     derived = bars.loc[bars["interval"] > 1].reset_index(drop=True)

@@ -14,12 +14,14 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
+from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from barkeeper.replay import LoadedSession, SessionTiming, live, timing_report, unregister
 from flows.params import ReplayParameters
 from models.engine import engine_for
 from models.results import finish_run
 from tasks.replay import (
+    capture_outcome,
     cycle_validation,
     load_history,
     load_session,
@@ -69,9 +71,12 @@ def stream_sessions(run_id: str) -> list[dict[str, Any]]:
             stream_session(run_id, loaded)
             timing.stream_s = perf_counter() - began
             settle = perf_counter()
-            replay.wait_settled(session)
+            if replay.plan.upkeep_enabled:
+                replay.wait_settled(session)
+            else:
+                capture_outcome(replay, session)
             timing.settle_wait_s = perf_counter() - settle
-            persist_session(run_id, session)
+            persist_session(run_id, session)  # while the upkeep validates the same outcome
             closed_at = perf_counter()
             replay.timings.append(timing)
             replay.progress(i + 1)
@@ -87,11 +92,14 @@ def data_upkeep(run_id: str) -> dict[str, Any]:
     replay = live(run_id)
     try:
         for session in replay.plan.sessions:
-            settled = replay.upkeep_session(session, lambda s=session: cycle_validation(replay, s))
+            settled = replay.upkeep_session(
+                session, lambda closing, s=session: cycle_validation(replay, s, closing)
+            )
             if not settled:
                 break
-            validate_session(run_id, session)
+            capture_outcome(replay, session)
             replay.settled[session].set()
+            validate_session(run_id, session)
     except BaseException as error:
         replay.failure = f"upkeep failed: {error}"
         raise
@@ -108,7 +116,10 @@ def replay_sessions(replay: ReplayParameters) -> dict[str, Any]:
     try:
         streaming = stream_sessions.submit(run_id)
         if plan.upkeep_enabled:
-            data_upkeep(run_id)
+            # One subflow for the whole replay; the parent's heartbeat covers it, and its own
+            # heartbeat thread would add a ~1 s join on exit.
+            with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
+                data_upkeep(run_id)
         timings = streaming.result()
         summary = publish_report(run_id)
     except BaseException as error:

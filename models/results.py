@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Engine, delete, select, update
+from sqlalchemy import Engine, bindparam, delete, select, update
 from sqlmodel import Session
 
 from barkeeper.errors import UnknownRunError
@@ -119,6 +119,30 @@ def write_session_results(
     for table, frame in ((SessionMetric, metrics), (Gap, gaps), (RunBar, bars)):
         if len(frame):
             insert_rows(engine, table, frame.assign(run_id=run_id, session=session_label))
+
+
+def write_validation_success(
+    engine: Engine, run_id: str, success: Mapping[Any, Mapping[str, bool]]
+) -> None:
+    """Set each symbol's `validation_success` per session (known once a session is checked)."""
+    rows = [
+        {"run": run_id, "day": day, "sym": symbol, "ok": ok}
+        for day, symbols in success.items()
+        for symbol, ok in symbols.items()
+    ]
+    if not rows:
+        return
+    statement = (
+        update(SessionMetric)
+        .where(
+            SessionMetric.run_id == bindparam("run"),
+            SessionMetric.session == bindparam("day"),
+            SessionMetric.symbol == bindparam("sym"),
+        )
+        .values(validation_success=bindparam("ok"))
+    )
+    with engine.begin() as conn:
+        conn.execute(statement, rows)
 
 
 def write_validation_results(engine: Engine, records: list[dict[str, Any]]) -> None:

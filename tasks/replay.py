@@ -25,6 +25,7 @@ from barkeeper.replay import (
     LoadedSession,
     Replay,
     ReplayPlan,
+    SessionOutcome,
     attach_handlers,
     handler_factory,
     live,
@@ -185,22 +186,32 @@ def stream_session(run_id: str, loaded: LoadedSession) -> dict[str, float]:
     return {"bars": stats.bars_delivered, "seconds": stats.wall_seconds}
 
 
-def final_state(replay: Replay) -> SessionState:
-    """The current session's final arrays and the upkeep's verdicts on its missing minutes."""
+def capture_outcome(replay: Replay, session: date) -> None:
+    """Freeze the session's final state and figures before session_data rolls on.
+
+    Persistence and validation both work from this one capture, so they can run at the same
+    time (and the next session can start) without reading live arrays.
+    """
     snapshot = replay.data.panel_snapshot()
-    assert replay.current is not None
+    assert replay.current is not None and replay.current.minutes.session == session
     upkeep = replay.upkeep if replay.plan.upkeep_enabled else None
-    derived = snapshot.derived
-    if not derived or not replay.plan.upkeep.auto_compute_derived:
-        derived = {}
-    return SessionState(
+    derived = snapshot.derived if replay.plan.upkeep.auto_compute_derived else {}
+    state = SessionState(
         minutes=replay.current.minutes,
         panel=snapshot.panel,
         provenance=snapshot.provenance,
-        slot_state=None if upkeep is None else upkeep.state,
+        slot_state=None if upkeep is None else upkeep.state.copy(),
         derived=derived,
         outside_bars=replay.current.outside_bars,
     )
+    replay.outcomes[session] = SessionOutcome(
+        state=state,
+        metrics=session_metrics(state),
+        gaps=session_gaps(state, replay.plan.upkeep.max_retries),
+        bars=session_bars(state),
+        rejected=replay.checks.rejected_frame(state.minutes.minutes),
+    )
+    replay.coverage[session] = (state.minutes.minutes, state.provenance)
 
 
 @task(cache_policy=NONE)
@@ -211,33 +222,29 @@ def validate_session(run_id: str, session: date) -> None:
     to stay in memory until the end of the run.
     """
     replay = live(run_id)
-    state = final_state(replay)
-    bars_1m, derived = final_frames(state)
-    metrics = session_metrics(state)
+    outcome = replay.outcomes[session]
+    bars_1m, derived = final_frames(outcome.state, outcome.bars)
+    metrics = outcome.metrics
     frames = {"bars_1m": bars_1m, "session_quality": metrics.loc[metrics["segment"] == "regular"]}
     if len(derived):
         frames["bars_derived"] = derived
-    checkpoint = run_final_checkpoint(
-        run_id,
-        str(session),
-        frames,
-        Path(replay.plan.reports_dir) / "data_docs",
-        parameters={"quality_threshold": replay.plan.quality_threshold},
-    )
+    docs = Path(replay.plan.reports_dir) / "data_docs"
+    parameters = {"quality_threshold": replay.plan.quality_threshold}
+    checkpoint = run_final_checkpoint(run_id, str(session), frames, docs, parameters=parameters)
     results = checkpoint.results
-    replay.symbol_success[session] = symbol_success(results, state.panel.symbols)
+    replay.symbol_success[session] = symbol_success(results, outcome.state.panel.symbols)
     replay.data_docs[session] = str(checkpoint.page)
-    rejected = replay.checks.rejected_frame(state.minutes.minutes)
-    if len(rejected):  # the bars the upkeep repaired, as the feed delivered them
+    if len(outcome.rejected):  # the bars the upkeep repaired, as the feed delivered them
         run_final_checkpoint(
             run_id,
             f"{session}_rejected",
-            {"bars_1m": rejected},
-            Path(replay.plan.reports_dir) / "data_docs",
-            parameters={"quality_threshold": replay.plan.quality_threshold},
+            {"bars_1m": outcome.rejected},
+            docs,
+            parameters=parameters,
         )
     records = [r.to_record(run_id, session, stage="final") for r in results]
     write_validation_results(engine_for(replay.plan.database_url), records)
+    replay.release(session)
     failed = [f"{r.suite}/{r.severity}" for r in results if not r.success]
     get_run_logger().info("session %s validated; failing: %s", session, failed or "none")
 
@@ -246,29 +253,29 @@ def validate_session(run_id: str, session: date) -> None:
 def persist_session(run_id: str, session: date) -> dict[str, int]:
     """Write the session's metrics, gaps and bars to the store (replacing a previous write)."""
     replay = live(run_id)
-    state = final_state(replay)
-    metrics = session_metrics(state)
-    success = replay.symbol_success.get(session)
-    if success is not None:
-        metrics["validation_success"] = metrics["symbol"].map(success)
-    gaps = session_gaps(state, replay.plan.upkeep.max_retries)
-    bars = session_bars(state)
-    replay.coverage[session] = (state.minutes.minutes, state.provenance)
+    outcome = replay.outcomes[session]
     write_session_results(
         engine_for(replay.plan.database_url),
         run_id,
         session,
-        metrics=metrics,
-        gaps=gaps,
-        bars=bars,
+        metrics=outcome.metrics,
+        gaps=outcome.gaps,
+        bars=outcome.bars,
     )
-    return {"metrics": len(metrics), "gaps": len(gaps), "bars": len(bars)}
+    replay.release(session)
+    return {"metrics": len(outcome.metrics), "gaps": len(outcome.gaps), "bars": len(outcome.bars)}
 
 
-def cycle_validation(replay: Replay, session: date) -> None:
-    """One GX batch over what changed since the last validation (called between cycles)."""
+def cycle_validation(replay: Replay, session: date, closing: bool = False) -> None:
+    """One GX batch over what changed since the last validation (called between cycles).
+
+    At the close (`closing`) only the bars rejected as delivered are left to report: the
+    session's checkpoint validates every final bar right after.
+    """
     snapshot = replay.data.panel_snapshot()
-    frame = replay.checks.take_frame(snapshot.panel.symbols, snapshot.minutes, snapshot.panel)
+    frame = replay.checks.take_frame(
+        snapshot.panel.symbols, snapshot.minutes, snapshot.panel, pending=not closing
+    )
     if frame.empty:
         return
     try:

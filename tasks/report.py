@@ -14,6 +14,7 @@ from barkeeper.charts import coverage_chart, png_data_uri
 from barkeeper.replay import Replay, live
 from barkeeper.report import failed_expectations, gaps_of, run_report
 from models.engine import engine_for
+from models.results import write_validation_success
 
 CHARTED_SESSIONS = 5
 
@@ -87,6 +88,7 @@ def publish_report(run_id: str) -> dict[str, Any]:
     replay = live(run_id)
     engine = engine_for(replay.plan.database_url)
     data_docs = next(reversed(replay.data_docs.values()), "")
+    write_validation_success(engine, run_id, replay.symbol_success)
     report = run_report(engine, run_id)
     report["data_docs"] = data_docs
     failed = failed_expectations(engine, run_id)

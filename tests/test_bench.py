@@ -96,7 +96,7 @@ def test_prefect_runs_do_not_grow_with_symbols(
     _, run_id = replay.timed_replay(names, upkeep=True)
     runs = replay.prefect_runs(run_id)
     # counted through the API, the upkeep subflow and its tasks included
-    assert runs["flow:data_upkeep"] == 1 and runs["validate_session"] == 1
+    assert runs["flow:data_upkeep"] == 1 and runs["validate_session"] == 1, runs
     assert runs["stream_session"] == 1 and runs["persist_session"] == 1
     assert small["prefect_runs"] == dict(sorted(runs.items()))
     assert small["prefect_runs_per_session"] == sum(runs.values())

@@ -44,14 +44,14 @@ def prefect_runs(flow_run_id: str, settle_s: float = 15.0) -> Counter[str]:
 
     A subflow counts once, as `flow:<name>`; the placeholder task run Prefect records for it in
     the parent is not counted again. Prefect 3 records task runs from events, shortly after
-    they ran: the count is read until it holds, every run final, for four reads 0.5 s apart
+    they ran: the count is read until it holds, every run final, for four reads 1 s apart
     (or `settle_s`).
     """
     deadline = monotonic() + settle_s
     previous, _ = _read_runs(flow_run_id)
     agreed = 0
     while monotonic() < deadline and agreed < 3:
-        sleep(0.5)
+        sleep(1.0)
         counts, final = _read_runs(flow_run_id)
         agreed = agreed + 1 if counts == previous and final else 0
         previous = counts
