@@ -52,16 +52,22 @@ def build_parameters(**values: Any) -> Any:
         raise parameters_error(error) from None
 
 
-def run_replay(parameters: Any, url: str, *, quiet: bool) -> dict[str, Any]:
-    """Run the replay flow in this process, with a progress bar on stderr unless `quiet`."""
+def prepare_run(parameters: Any, url: str) -> None:
+    """Point this process at the store, quieten Prefect, and check the request before a flow."""
     os.environ["BARKEEPER_DATABASE_URL"] = url
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from barkeeper.settings import load_settings
-    from flows.replay import replay_sessions
     from tasks.replay import preflight
 
     preflight(parameters, load_settings())
+
+
+def run_replay(parameters: Any, url: str, *, quiet: bool) -> dict[str, Any]:
+    """Run the replay flow in this process, with a progress bar on stderr unless `quiet`."""
+    prepare_run(parameters, url)
+    from flows.replay import replay_sessions
+
     outcome: dict[str, Any] = {}
 
     def target() -> None:
@@ -138,6 +144,9 @@ def replay(
         list[str] | None,
         typer.Option(help="Bar handler factory as module:callable, given session_data (repeat)."),
     ] = None,
+    workers: Annotated[
+        int, typer.Option(min=1, max=64, help="Replay the sessions in parallel on Dask workers.")
+    ] = 1,
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -171,8 +180,27 @@ def replay(
             "seed": seed,
         },
     )
-    report = run_replay(parameters, database_url(db), quiet=json_output)
+    if workers > 1:
+        report = run_fanout(parameters, database_url(db), workers)
+    else:
+        report = run_replay(parameters, database_url(db), quiet=json_output)
     _print_report(report, json_output)
+
+
+def run_fanout(parameters: Any, url: str, workers: int) -> dict[str, Any]:
+    """Each session as a run of its own on a local Dask cluster; one report of them all."""
+    prepare_run(parameters, url)
+    from flows.fanout import replay_fanout
+
+    console.print(f"replaying the sessions on {workers} Dask workers…")
+    result = replay_fanout(parameters, workers=workers)
+    return {
+        "run_id": ",".join(result["run_ids"]),
+        "run_ids": result["run_ids"],
+        "status": "completed",
+        "data_docs": "",
+        "sessions": result["sessions"],
+    }
 
 
 def _print_report(report: dict[str, Any], json_output: bool) -> None:

@@ -22,7 +22,7 @@ from prefect_dask import DaskTaskRunner
 
 from barkeeper.calendar import Calendar
 from barkeeper.errors import ParameterError
-from barkeeper.settings import Settings
+from barkeeper.settings import load_settings
 from flows.params import ReplayParameters
 
 ADDRESS_ENV = "BARKEEPER_DASK_ADDRESS"
@@ -31,7 +31,7 @@ ADDRESS_ENV = "BARKEEPER_DASK_ADDRESS"
 
 def range_sessions(replay: ReplayParameters) -> list[date]:
     """The calendar's sessions from `replay.start` to `replay.last` (raises if there are none)."""
-    calendar = Calendar(replay.calendar or Settings().calendar)
+    calendar = Calendar(replay.calendar or load_settings().calendar)
     sessions = calendar.sessions(replay.start, replay.last)
     if not sessions:
         raise ParameterError(
