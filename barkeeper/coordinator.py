@@ -1,10 +1,11 @@
 """The backtest stream coordinator: replays one session's bars into `session_data` in time order.
 
 The whole feed is sorted once (by delivery minute, then bar ts, then symbol) and cut into one
-slice per expected minute; each minute is then one `write_minute` for its on-time bars, one
-`write_bars` for late or repeated bars, a clock advance and the handler calls. No per-bar
-Python object exists except the handler call itself, which keeps the no-handler path above
-5M bars/s.
+slice per expected minute; a feed already in that order with one on-time bar per slot (a
+session read from the repository) is recognised in one pass and used as it is. Each minute
+is then one `write_minute` for its on-time bars, one `write_bars` for late or repeated bars,
+a clock advance and the handler calls. No per-bar Python object exists except the handler
+call itself, which keeps the no-handler path above 5M bars/s.
 
 Delivery: a bar is delivered at the first expected minute ≥ its `deliver_ts` (default: its
 ts; never earlier than its ts, so nothing arrives from the future); before the first minute
@@ -48,6 +49,8 @@ ClockListener = Callable[[int], Any]
 SessionListener = Callable[[date], Any]
 
 SECONDS_PER_SESSION_MINUTE = 60.0
+SLOT_ORDER_PREFIX = 4096
+"""Bars checked before the whole feed when testing whether it is already in delivery order."""
 
 
 class StreamType(Enum):
@@ -120,6 +123,24 @@ class _Plan:
     irregular: np.ndarray
     repeat: np.ndarray  # per irregular row: its slot was delivered before
     bounds: np.ndarray
+
+    @classmethod
+    def in_feed_order(
+        cls, sym: np.ndarray, col: np.ndarray, values: tuple[np.ndarray, ...], n_minutes: int
+    ) -> _Plan:
+        """The plan of a feed whose bars are all regular and already minute-major: no gather."""
+        none = np.zeros(0, dtype=np.int64)
+        return cls(
+            reg_sym=sym,
+            reg_values=values,
+            reg_bounds=np.searchsorted(col, np.arange(n_minutes + 1)),
+            values=values,
+            sym=sym,
+            col=col,
+            irregular=none,
+            repeat=none.astype(bool),
+            bounds=np.zeros(n_minutes + 1, dtype=np.int64),
+        )
 
 
 class BacktestStreamCoordinator:
@@ -326,17 +347,20 @@ class BacktestStreamCoordinator:
         values = tuple(frame[c].to_numpy(dtype=np.float64) for c in PRICE_COLUMNS)
 
         outside = ~slot
-        self.stats.outside_bars = int(outside.sum())
-        outside_frame = frame.loc[outside, list(BAR_COLUMNS)].copy()
-        outside_frame["deliver_ts"] = deliver[outside]
-        self._outside = outside_frame.reset_index(drop=True)
-
+        self.stats.outside_bars = int(np.count_nonzero(outside))
         if self.stats.outside_bars:
+            outside_frame = frame.loc[outside, list(BAR_COLUMNS)].copy()
+            outside_frame["deliver_ts"] = deliver[outside]
+            self._outside = outside_frame.reset_index(drop=True)
             keep = np.flatnonzero(slot)
-            sym_k, col_k, deliver_k = sym[keep], col[keep], deliver[keep]
-        else:
-            keep, sym_k, col_k, deliver_k = np.arange(len(ts)), sym, col, deliver
-        at = col_k if deliver is ts else _delivery_index(minutes, deliver_k)
+            sym_k, col_k = sym[keep], col[keep]
+            at = col_k if deliver is ts else _delivery_index(minutes, deliver[keep])
+        else:  # skip the boolean-mask copies of every column
+            self._outside = frame.iloc[:0].loc[:, list(BAR_COLUMNS)].assign(deliver_ts=deliver[:0])
+            at = col if deliver is ts else _delivery_index(minutes, deliver)
+            if _in_slot_order(sym, col, at, n_symbols):
+                return _Plan.in_feed_order(sym, col, values, n_minutes)
+            keep, sym_k, col_k = np.arange(len(ts)), sym, col
         flat = sym_k * n_minutes + col_k
         copies = np.bincount(flat, minlength=n_symbols * n_minutes)
         regular = (at == col_k) & (copies[flat] == 1)
@@ -513,9 +537,12 @@ def _minute_index(minutes: np.ndarray, ts: np.ndarray) -> tuple[np.ndarray, np.n
     if n == 0:
         return np.zeros(len(ts), dtype=np.int64), np.zeros(len(ts), dtype=bool)
     if minutes[-1] - minutes[0] == 60 * (n - 1):  # contiguous: arithmetic, no search
-        col = np.minimum(np.maximum((ts - minutes[0]) // 60, 0), n - 1)
-    else:
-        col = np.minimum(np.searchsorted(minutes, ts), n - 1)
+        offset = ts - minutes[0]
+        col = offset // 60
+        if len(col) and (offset.min() < 0 or col.max() >= n):
+            np.clip(col, 0, n - 1, out=col)
+        return col, col * 60 == offset
+    col = np.minimum(np.searchsorted(minutes, ts), n - 1)
     return col, minutes[col] == ts
 
 
@@ -525,6 +552,21 @@ def _delivery_index(minutes: np.ndarray, deliver: np.ndarray) -> np.ndarray:
     if minutes[-1] - minutes[0] == 60 * (n - 1):
         return np.minimum(np.maximum(-((minutes[0] - deliver) // 60), 0), n - 1)
     return np.minimum(np.searchsorted(minutes, deliver), n - 1)
+
+
+def _in_slot_order(sym: np.ndarray, col: np.ndarray, at: np.ndarray, n_symbols: int) -> bool:
+    """True when every bar is delivered in its own minute and (minute, symbol) strictly rises.
+
+    Such a feed (a session read from the repository) has no repeated slot and is already in
+    delivery order. A short prefix is checked first so a shuffled feed is rejected cheaply.
+    """
+    if at is not col and not np.array_equal(at, col):
+        return False
+    for stop in (min(len(sym), SLOT_ORDER_PREFIX), len(sym)):
+        key = col[:stop] * n_symbols + sym[:stop]
+        if not bool(np.all(key[1:] > key[:-1])):
+            return False
+    return True
 
 
 def _is_range(rows: np.ndarray, n: int) -> bool:

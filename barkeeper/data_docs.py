@@ -1,7 +1,8 @@
 """The end-of-run GX checkpoint and its Data Docs, which must render styled without internet.
 
-One checkpoint per run and session validates the session's 1m bars, derived bars and metrics;
-its Data Docs action renders only that run's pages plus the index, into a persistent folder.
+One GX run per run and session validates the session's 1m bars, derived bars and metrics as
+in-memory batches; one Data Docs build then renders only that run's pages plus the index, into a
+persistent folder, through a docs context cached per folder for the life of the process.
 Stored validation results (and their pages) are kept to the last `keep_results`, so the index,
 which reads every stored result, costs the same however many runs came before.
 
@@ -16,13 +17,13 @@ import functools
 import logging
 import re
 import shutil
-import tempfile
+import threading
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import pandas as pd
 
@@ -198,6 +199,64 @@ def localise_pages(pages: list[Path], data_docs_dir: Path) -> None:
             page.write_text(localise_page(page.read_text(), page, data_docs_dir))
 
 
+# ---------------------------------------------------------------- page views
+
+# GX views compile their Jinja templates afresh for every Data Docs build (a new Environment per
+# view), ~0.35 s a build. These views share one in-memory bytecode cache per process instead;
+# its keys include each template's source checksum. GX instantiates views from module and class
+# names, so the module-level `__getattr__` below defines them on first use (GX imports slowly).
+_CACHED_VIEWS = {
+    "CachedPageView": "DefaultJinjaPageView",
+    "CachedIndexPageView": "DefaultJinjaIndexPageView",
+}
+
+
+def __getattr__(name: str) -> type:
+    if name in _CACHED_VIEWS:
+        return _cached_view(_CACHED_VIEWS[name])
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+@functools.cache
+def _template_bytecode() -> Any:
+    from jinja2 import BytecodeCache
+
+    class MemoryBytecodeCache(BytecodeCache):
+        def __init__(self) -> None:
+            self.codes: dict[str, bytes] = {}
+
+        def load_bytecode(self, bucket: Any) -> None:
+            code = self.codes.get(bucket.key)
+            if code is not None:
+                bucket.bytecode_from_string(code)
+
+        def dump_bytecode(self, bucket: Any) -> None:
+            self.codes[bucket.key] = bucket.bytecode_to_string()
+
+    return MemoryBytecodeCache()
+
+
+@functools.cache
+def _cached_view(base_name: str) -> type:
+    from great_expectations.render import view
+
+    base = getattr(view, base_name)
+
+    def __init__(
+        self: Any,
+        custom_styles_directory: str | None = None,
+        custom_views_directory: str | None = None,
+    ) -> None:
+        base.__init__(self, custom_styles_directory, custom_views_directory)
+        self.env.bytecode_cache = _template_bytecode()
+
+    return type(f"Cached{base_name}", (base,), {"__init__": __init__})
+
+
+def _view(name: str) -> dict[str, str]:
+    return {"module_name": __name__, "class_name": name}
+
+
 # ---------------------------------------------------------------- the checkpoint
 
 
@@ -225,6 +284,10 @@ def docs_context(data_docs_dir: Path, keep_results: int = DEFAULT_KEEP_RESULTS) 
             SITE_NAME: {
                 "class_name": "SiteBuilder",
                 "show_how_to_buttons": False,
+                "site_section_builders": {
+                    "expectations": {"view": _view("CachedPageView")},
+                    "validations": {"view": _view("CachedPageView")},
+                },
                 "store_backend": {
                     "class_name": "TupleFilesystemStoreBackend",
                     "base_directory": str(Path(data_docs_dir).resolve()),
@@ -232,6 +295,7 @@ def docs_context(data_docs_dir: Path, keep_results: int = DEFAULT_KEEP_RESULTS) 
                 "site_index_builder": {
                     "class_name": "DefaultSiteIndexBuilder",
                     "validation_results_limit": keep_results,
+                    "view": _view("CachedIndexPageView"),
                 },
             }
         },
@@ -241,32 +305,45 @@ def docs_context(data_docs_dir: Path, keep_results: int = DEFAULT_KEEP_RESULTS) 
     return gx.get_context(mode="ephemeral", project_config=config)
 
 
-@functools.cache
-def run_docs_action() -> type:
-    """The checkpoint action that builds Data Docs: the run's pages, then the index, once.
+@dataclass
+class DocsSite:
+    """A cached docs context with one dataframe asset and validation definition per suite."""
 
-    GX's own UpdateDataDocsAction rebuilds the index once per validation result (three times
-    per run here); the index reads every stored result, so once is worth a class. Defined on
-    first use because GX registers action types globally (and importing GX is slow).
+    context: Any
+    definitions: dict[str, Any]
+    lock: threading.Lock
+
+
+_SITES: dict[tuple[Path, int], DocsSite] = {}
+_FOLDER_LOCKS: dict[Path, threading.Lock] = {}
+_SITES_LOCK = threading.Lock()
+
+
+def docs_site(data_docs_dir: Path, keep_results: int = DEFAULT_KEEP_RESULTS) -> DocsSite:
+    """The process's docs context for `data_docs_dir`, created (with suites) on first use.
+
+    A context costs ~0.2 s to create and fill, so one lives per folder and `keep_results` for
+    the life of the process. Its `lock`, one per folder, serialises the runs that write there.
     """
-    from great_expectations.checkpoint.actions import DataDocsAction
-    from great_expectations.data_context.types.resource_identifiers import (
-        ExpectationSuiteIdentifier,
-    )
+    import great_expectations as gx
 
-    class BuildRunDataDocs(DataDocsAction):
-        type: Literal["barkeeper_run_data_docs"] = "barkeeper_run_data_docs"
-        site_names: list[str] = []  # noqa: RUF012 (a pydantic field, copied per instance)
-
-        def run(self, checkpoint_result: Any, action_context: Any = None) -> dict:
-            identifiers: list[Any] = []
-            for key, result in checkpoint_result.run_results.items():
-                identifiers += [key, ExpectationSuiteIdentifier(name=result.suite_name)]
-            return self._build_data_docs(
-                site_names=self.site_names, resource_identifiers=identifiers
+    folder = Path(data_docs_dir).resolve()
+    with _SITES_LOCK:
+        site = _SITES.get((folder, keep_results))
+        if site is not None:
+            return site
+        context = docs_context(folder, keep_results)
+        source = context.data_sources.add_pandas("barkeeper_final")
+        definitions = {}
+        for name in SUITE_NAMES:
+            batch = source.add_dataframe_asset(name).add_batch_definition_whole_dataframe(name)
+            suite = add_suite(context, load_suite_spec(name))
+            definitions[name] = context.validation_definitions.add(
+                gx.ValidationDefinition(name=name, data=batch, suite=suite)
             )
-
-    return BuildRunDataDocs
+        lock = _FOLDER_LOCKS.setdefault(folder, threading.Lock())
+        site = _SITES[(folder, keep_results)] = DocsSite(context, definitions, lock)
+        return site
 
 
 def run_final_checkpoint(
@@ -279,7 +356,12 @@ def run_final_checkpoint(
     keep_results: int = DEFAULT_KEEP_RESULTS,
     session_quality_severity: str = "warning",
 ) -> RunReport:
-    """Validate a session's prepared frames in one GX checkpoint whose action builds Data Docs.
+    """Validate a session's prepared frames in one GX run, then build its Data Docs once.
+
+    Each suite's frame is validated in memory as its own dataframe batch (a checkpoint would
+    hand one set of batch parameters to every suite), all under one run identifier; then one
+    Data Docs build renders the run's pages and the index (GX's UpdateDataDocsAction would
+    rebuild the index, which reads every stored result, once per suite).
 
     Parameters
     ----------
@@ -298,7 +380,6 @@ def run_final_checkpoint(
     session_quality_severity
         As in `Validator`: the `session_quality` rules are warnings unless told otherwise.
     """
-    import great_expectations as gx
     from great_expectations.core.run_identifier import RunIdentifier
 
     started = time.perf_counter()
@@ -310,7 +391,6 @@ def run_final_checkpoint(
     names = [n for n in SUITE_NAMES if n in frames and not frames[n].empty]
     if not names:
         raise ValueError("run_final_checkpoint needs at least one non-empty frame")
-    context = docs_context(data_docs_dir, keep_results)
     specs = {n: load_suite_spec(n) for n in names}
     for n in names:
         missing = required_columns(specs[n]) - set(frames[n].columns)
@@ -319,50 +399,63 @@ def run_final_checkpoint(
     params: dict[str, float] = {}
     for n in names:
         params.update(suite_parameters(specs[n], parameters))
-    # Checkpoint.run hands the same batch parameters to every validation definition, so the
-    # three frames cannot all be in-memory dataframe batches: each becomes a parquet asset.
-    with tempfile.TemporaryDirectory(prefix="barkeeper-gx-") as tmp:
-        source = context.data_sources.add_pandas("barkeeper_final")
-        definitions = []
-        for n in names:
-            path = Path(tmp) / f"{n}.parquet"
-            frames[n].to_parquet(path, index=False)
-            batch = source.add_parquet_asset(n, path=path).add_batch_definition_whole_dataframe(n)
-            suite = add_suite(context, specs[n])
-            definitions.append(
-                context.validation_definitions.add(
-                    gx.ValidationDefinition(name=n, data=batch, suite=suite)
-                )
-            )
-        checkpoint = context.checkpoints.add(
-            gx.Checkpoint(
-                name="barkeeper_final",
-                validation_definitions=definitions,
-                actions=[run_docs_action()(name="data_docs", site_names=[SITE_NAME])],
-                result_format=FINAL_RESULT_FORMAT,
-            )
-        )
+    site = docs_site(data_docs_dir, keep_results)
+    with site.lock:
         run = RunIdentifier(run_name=f"{run_id}__{session_label}", run_time=datetime.now(UTC))
-        outcome = checkpoint.run(expectation_parameters=params, run_id=run)
-    pages: dict[str, Path] = {}
+        outcome = {}
+        try:
+            for n in names:
+                outcome[n] = site.definitions[n].run(
+                    batch_parameters={"dataframe": frames[n]},
+                    expectation_parameters=params,
+                    result_format=FINAL_RESULT_FORMAT,
+                    run_id=run,
+                )
+        finally:
+            _release_batches(site)
+        keys = {n: _result_key(n, run, result.batch_id) for n, result in outcome.items()}
+        built = [(key, key.expectation_suite_identifier) for key in keys.values()]
+        site.context.build_data_docs(
+            site_names=[SITE_NAME], resource_identifiers=[i for pair in built for i in pair]
+        )
+        pages = {n: _page_path(site.context, key) for n, key in keys.items()}
+        prune_results(site.context, data_docs_dir, keep_results)
+        index = data_docs_dir / "index.html"
+        localise_pages(
+            [index, *pages.values(), *data_docs_dir.glob("expectations/**/*.html")], data_docs_dir
+        )
+        copy_vendor_assets(data_docs_dir)
     results: list[SuiteResult] = []
-    for key, result in outcome.run_results.items():
-        suite = result.suite_name
-        pages[suite] = _page_path(context, key)
-        spec = specs[suite]
-        successes = successes_in_suite_order(spec, result.results)
-        override = session_quality_severity if suite == "session_quality" else None
-        results += summarise(spec, successes, frames[suite], params, override)
-    prune_results(context, data_docs_dir, keep_results)
-    index = data_docs_dir / "index.html"
-    localise_pages(
-        [index, *pages.values(), *data_docs_dir.glob("expectations/**/*.html")], data_docs_dir
-    )
-    copy_vendor_assets(data_docs_dir)
+    for n, result in outcome.items():
+        successes = successes_in_suite_order(specs[n], result.results)
+        override = session_quality_severity if n == "session_quality" else None
+        results += summarise(specs[n], successes, frames[n], params, override)
     page = pages.get("bars_1m") or next(iter(pages.values()))
     seconds = time.perf_counter() - started
     log.info("Data Docs for %s %s built in %.2f s: %s", run_id, session_label, seconds, page)
     return RunReport(page=page, index=index, results=results, pages=pages, seconds=seconds)
+
+
+def _result_key(suite: str, run: Any, batch_id: str | None) -> Any:
+    """The store key GX gives a suite's result of `run` (as a Checkpoint would build it)."""
+    from great_expectations.data_context.types.resource_identifiers import (
+        ExpectationSuiteIdentifier,
+        ValidationResultIdentifier,
+    )
+
+    return ValidationResultIdentifier(
+        expectation_suite_identifier=ExpectationSuiteIdentifier(name=suite),
+        run_id=run,
+        batch_identifier=batch_id,
+    )
+
+
+def _release_batches(site: DocsSite) -> None:
+    """Drop the frames GX's execution engine keeps after a run: the context outlives them."""
+    source = site.context.data_sources.get("barkeeper_final")
+    batches = source.get_execution_engine().batch_manager
+    batches.batch_data_cache.clear()
+    batches.reset_batch_cache()
 
 
 def build_run_report(

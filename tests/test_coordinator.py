@@ -10,7 +10,10 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from barkeeper import coordinator as coordinator_module
 from barkeeper.bench.coordinator import bench_coordinator, synthetic_feed
 from barkeeper.coordinator import BacktestStreamCoordinator, StreamType, parse_speed
 from barkeeper.errors import ParameterError
@@ -268,3 +271,106 @@ def test_threads_write_through_the_coordinator_while_upkeep_backfills() -> None:
 def test_bench_runs_and_reports_both_rates() -> None:
     result = bench_coordinator(symbols=50, repeats=1)
     assert result["bars_per_s"] > 0 and result["bars_per_s_with_handler"] > 0
+
+
+def replay(
+    symbols: list[str], n: int, frame: pd.DataFrame, monkeypatch: pytest.MonkeyPatch
+) -> tuple[SessionData, BacktestStreamCoordinator, list[tuple], bool]:
+    """Stream `frame`; also report whether the plan took the feed's own order (no gather)."""
+    fast: list[bool] = []
+    in_feed_order = coordinator_module._Plan.in_feed_order.__func__
+    monkeypatch.setattr(
+        coordinator_module._Plan,
+        "in_feed_order",
+        classmethod(lambda cls, *args: fast.append(True) or in_feed_order(cls, *args)),
+    )
+    sd = store(symbols, n)
+    coordinator = BacktestStreamCoordinator(sd)
+    seen: list[tuple] = []
+    coordinator.register_handler(lambda *bar: seen.append(bar))
+    coordinator.feed_frame(frame)
+    coordinator.run()
+    return sd, coordinator, seen, bool(fast)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    slots=st.sets(st.tuples(st.integers(0, 3), st.integers(0, 6)), max_size=28),
+    outside=st.sets(
+        st.one_of(
+            st.tuples(st.just(4), st.integers(-2, 8)),  # symbol "ZZ" is not replayed
+            st.tuples(st.integers(0, 3), st.sampled_from([-2, -1, 7, 8])),  # not a minute
+        ),
+        max_size=3,
+    ),
+    off_minute=st.booleans(),
+    seed=st.integers(0, 2**16),
+)
+def test_a_feed_in_delivery_order_streams_like_the_same_bars_shuffled(
+    slots: set[tuple[int, int]], outside: set[tuple[int, int]], off_minute: bool, seed: int
+) -> None:
+    symbols, n = ["A", "B", "C", "D"], 7
+    rng = np.random.default_rng(seed)
+    rows = sorted((k, i) for i, k in slots | outside)  # (minute, symbol): the delivery order
+    ts = OPEN_TS + 60 * np.array([k for k, _ in rows], dtype=np.int64)
+    if off_minute and len(ts):
+        ts[0] += 30
+    frame = pd.DataFrame(
+        {
+            "symbol": pd.array([[*symbols, "ZZ"][i] for _, i in rows], dtype="str"),
+            "ts": ts,
+            **{c: rng.uniform(1, 2, len(rows)) for c in PRICE_COLUMNS},
+        }
+    )
+    in_slot = frame["symbol"].isin(symbols) & frame["ts"].isin(minutes(n).minutes)
+    swap = np.arange(len(frame))
+    swap[-2:] = swap[-2:][::-1]
+    reordered = [frame.sample(frac=1.0, random_state=seed), frame.iloc[swap]]  # last two swapped
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(coordinator_module, "SLOT_ORDER_PREFIX", 3)  # check the prefix, then all
+        sd, coordinator, seen, fast = replay(symbols, n, frame, mp)
+        others = [replay(symbols, n, other, mp) for other in reordered]
+
+    assert fast == bool(in_slot.all())  # the fast path whenever it applies
+    # Oracle: every in-slot bar stored as fed; handlers see them in (ts, symbol) order.
+    want = frame[in_slot]
+    assert [(s, t) for s, t, *_ in seen] == list(zip(want["symbol"], want["ts"], strict=True))
+    stored = sd.panel_snapshot().panel.to_frame()
+    merged = stored.merge(want, on=["symbol", "ts"], suffixes=("", "_want"))
+    assert len(merged) == len(stored) == len(want)
+    for c in PRICE_COLUMNS:
+        np.testing.assert_array_equal(merged[c], merged[f"{c}_want"])
+    outside = coordinator.outside_frame()
+    assert list(outside.columns) == [*frame.columns, "deliver_ts"]
+    assert coordinator.stats.outside_bars == (~in_slot).sum()
+    # Any other order of the same bars ends in exactly the same state, calls and counters.
+    a = sd.panel_snapshot()
+    coordinator.stats.wall_seconds = 0.0
+    for sd2, coordinator2, seen2, _ in others:
+        b = sd2.panel_snapshot()
+        for c in PRICE_COLUMNS:
+            np.testing.assert_array_equal(getattr(a.panel, c), getattr(b.panel, c))
+        np.testing.assert_array_equal(a.provenance, b.provenance)
+        assert seen == seen2
+        coordinator2.stats.wall_seconds = 0.0
+        assert coordinator.stats == coordinator2.stats
+        pd.testing.assert_frame_equal(
+            outside.sort_values(["symbol", "ts"], ignore_index=True),
+            coordinator2.outside_frame().sort_values(["symbol", "ts"], ignore_index=True),
+        )
+
+
+def test_delivery_order_fast_path_needs_on_time_unique_bars(monkeypatch) -> None:
+    names, bars = feed(4, 10)  # (ts, symbol) order, as the repository reads a session
+    _, _, seen, fast = replay(names, 10, bars.assign(deliver_ts=bars["ts"]), monkeypatch)
+    assert fast and len(seen) == len(bars)
+
+    late = bars.assign(deliver_ts=bars["ts"])
+    late.loc[0, "deliver_ts"] += 120  # first bar delivered two minutes late
+    _, coordinator, seen, fast = replay(names, 10, late, monkeypatch)
+    assert not fast and coordinator.stats.late_bars == 1
+    assert (seen[0][0], seen[0][1]) == (bars["symbol"][1], bars["ts"][1])
+
+    repeated = pd.concat([bars, bars.iloc[[-1]]], ignore_index=True)  # still sorted, not strictly
+    _, coordinator, seen, fast = replay(names, 10, repeated, monkeypatch)
+    assert not fast and coordinator.stats.duplicates == 1 and len(seen) == len(bars)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import pandas as pd
 import pytest
 from conftest import REPO_ROOT, need
 
-from barkeeper.data_docs import CDN_MAP, localise_page, run_final_checkpoint
+from barkeeper.data_docs import CDN_MAP, docs_site, localise_page, run_final_checkpoint
 from barkeeper.panel import BAR_COLUMNS
 from barkeeper.validation import prepare_bars_1m, prepare_derived, prepare_session_quality
 
@@ -198,3 +200,39 @@ def test_stored_results_stay_bounded(tmp_path: Path) -> None:
         "warning",
         ["bar_quality_at_threshold", "unfillable_share_bounded"],
     )
+
+
+def quality_frame(bar_quality: list[float]) -> pd.DataFrame:
+    n = len(bar_quality)
+    return pd.DataFrame(
+        {
+            "symbol": [f"S{i}" for i in range(n)],
+            "expected_bars": [390] * n,
+            "actual_bars": [round(q * 3.9) for q in bar_quality],
+            "bar_quality": bar_quality,
+            "unfillable_bars": [0] * n,
+        }
+    )
+
+
+def test_cached_context_keeps_concurrent_runs_apart(tmp_path: Path) -> None:
+    """Two replays in one process share the folder's docs context; their results never mix."""
+    good, bad = quality_frame([100.0, 99.0]), quality_frame([100.0, 50.0])
+
+    def run(i: int) -> tuple[bool, object]:
+        passing = i % 2 == 0
+        frames = {"session_quality": good if passing else bad}
+        report = run_final_checkpoint(f"run{i}", "2023-07-10", frames, tmp_path)
+        return passing, report
+
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        reports = list(pool.map(run, range(6)))
+    for passing, report in reports:
+        (result,) = report.results
+        assert result.failing == ([] if passing else ["bar_quality_at_threshold"])
+        page = " ".join(re.sub(r"<[^>]+>", " ", report.page.read_text()).split())
+        assert f"Unsuccessful Expectations {0 if passing else 1} " in page
+    assert docs_site(tmp_path) is docs_site(tmp_path / ".." / tmp_path.name)
+    index = (tmp_path / "index.html").read_text()
+    assert all(f"run{i}__2023-07-10" in index for i in range(6))
+    assert len(list((tmp_path / ".validations").rglob("*.json"))) == 6

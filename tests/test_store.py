@@ -31,9 +31,20 @@ from models.repository import (
     write_quarantine,
 )
 from models.schema import alembic_config, init_db, schema_diff
-from models.tables import Bar, IngestedFile, Run, RunBar
+from models.tables import (
+    Bar,
+    Gap,
+    IngestedFile,
+    Run,
+    RunBar,
+    SessionMetric,
+    ValidationResult,
+)
 
 HOSTILE = "X'); DROP TABLE bar;--"
+COUNT_COLUMNS = [
+    c.name for c in SessionMetric.__table__.c if c.name.endswith("_bars") or c.name == "gaps"
+]
 HEAD_REVISION = ScriptDirectory.from_config(alembic_config()).get_current_head()
 
 
@@ -279,3 +290,60 @@ def test_concurrent_init_db_converges(db_url: str, tmp_path: Path) -> None:
     errors = [w.communicate(timeout=120)[1].decode() for w in workers]
     assert [w.returncode for w in workers] == [0] * 3, errors
     assert schema_diff(engine_for(db_url)) == []
+
+
+def test_bulk_insert_nulls_infinities_booleans_and_big_ints(db_url: str) -> None:
+    """NaN/None become NULL, ±inf is kept, 0/1 and bools are booleans, int64 extremes survive."""
+    engine = engine_for(db_url)
+    insert_rows(engine, Run, {"id": ["r"], "flow": ["f"], "status": ["done"],
+                              "parameters": ["{}"], "started_at": [datetime.now(UTC)],
+                              "error": [""], "data_docs": [""], "stats": ["{}"]})  # fmt: skip
+    text_values = ["\\.", "a\\.\nb", "\r\n", "\\N", "", '"', "x,y", "\t"]
+    n = len(text_values)
+    metrics = pd.DataFrame(
+        {
+            "run_id": "r",
+            "session": [date(2024, 2, 29)] * n,
+            "symbol": text_values,
+            "segment": "regular",
+            **{c: 2**31 - 1 for c in COUNT_COLUMNS},
+            "bar_quality": [np.inf, -np.inf, -1e308, 5e-324, 1e-310, 0.1, 2.0**53 + 2, 1 / 3],
+            "validation_success": [True, False, None, True, None, False, True, None],
+        }
+    )
+    assert insert_rows(engine, SessionMetric, metrics) == n
+    with pytest.raises(Exception, match=r"(?i)not[- ]null"):  # NaN is a missing value: NULL
+        insert_rows(engine, SessionMetric, metrics.head(1).assign(bar_quality=np.nan))
+    gaps = {
+        "run_id": ["r"] * 3,
+        "session": [date(1970, 1, 1), date(2099, 12, 31), date(2000, 1, 1)],
+        "symbol": ["a", "b", "c"],
+        "start_ts": [-(2**63), 2**63 - 1, 0],
+        "end_ts": [0, 0, 0],
+        "length": [1, 2, 3],
+        "status": ["x", "y", "z"],
+        "retries": [0, 0, 0],
+    }
+    assert insert_rows(engine, Gap, gaps) == 3
+    results = {"run_id": ["r"] * 2, "suite": ["s"] * 2, "severity": ["w"] * 2, "success": [1, 0],
+               "evaluated": [1, 1], "failed": [0, 1], "failing": ["[]"] * 2, "stage": ["final"] * 2,
+               "unexpected_sample": ["[]"] * 2, "created_at": [datetime.now(UTC)] * 2,
+               "session": [None, date(2024, 1, 2)]}  # fmt: skip
+    assert insert_rows(engine, ValidationResult, results) == 2
+    with engine.connect() as conn:
+        got = {r.symbol: r for r in conn.execute(select(SessionMetric)).all()}
+        got_gaps = conn.execute(select(Gap).order_by(Gap.length)).all()
+        got_ok = conn.execute(
+            select(ValidationResult.success, ValidationResult.session).order_by(ValidationResult.id)
+        ).all()
+    assert sorted(got) == sorted(text_values)
+    for row in metrics.itertuples():
+        stored = got[row.symbol]
+        assert stored.session == date(2024, 2, 29)
+        assert stored.validation_success is row.validation_success
+        assert stored.bar_quality.hex() == row.bar_quality.hex()
+        assert stored.unfillable_bars == 2**31 - 1
+    assert [(g.session, g.start_ts) for g in got_gaps] == list(
+        zip(gaps["session"], gaps["start_ts"], strict=True)
+    )
+    assert [tuple(r) for r in got_ok] == [(True, None), (False, date(2024, 1, 2))]

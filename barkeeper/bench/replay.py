@@ -39,13 +39,13 @@ def seed_repository(url: str, symbols: int, session: date = BENCH_SESSION) -> li
     return names
 
 
-def prefect_runs(flow_run_id: str, settle_s: float = 15.0) -> Counter[str]:
+def prefect_runs(flow_run_id: str, settle_s: float = 60.0) -> Counter[str]:
     """Task runs and subflow runs under a flow run, recursively, counted by name (via the API).
 
     A subflow counts once, as `flow:<name>`; the placeholder task run Prefect records for it in
     the parent is not counted again. Prefect 3 records task runs from events, shortly after
-    they ran: the count is read until it holds, every run final, for four reads 1 s apart
-    (or `settle_s`).
+    they ran (later still on a loaded machine): the count is read until task runs have landed
+    and it holds, every run final, for four reads 1 s apart (or `settle_s`).
     """
     deadline = monotonic() + settle_s
     previous, _ = _read_runs(flow_run_id)
@@ -53,7 +53,8 @@ def prefect_runs(flow_run_id: str, settle_s: float = 15.0) -> Counter[str]:
     while monotonic() < deadline and agreed < 3:
         sleep(1.0)
         counts, final = _read_runs(flow_run_id)
-        agreed = agreed + 1 if counts == previous and final else 0
+        recorded = any(not name.startswith("flow:") for name in counts)  # events have landed
+        agreed = agreed + 1 if counts == previous and final and recorded else 0
         previous = counts
     return previous
 
