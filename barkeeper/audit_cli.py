@@ -7,10 +7,8 @@ never a failed flow run with a traceback in its log.
 from __future__ import annotations
 
 import json
-import os
 import sys
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,27 +18,8 @@ from rich.table import Table
 
 from barkeeper.calendar import Calendar
 from barkeeper.errors import ParameterError
-from barkeeper.settings import load_settings
+from barkeeper.settings import load_settings, temporary_environment
 from flows.params import AuditParameters, split_symbols
-
-
-@contextmanager
-def environment(values: Mapping[str, str]) -> Iterator[None]:
-    """Set environment variables for the duration of an in-process flow run, then restore them.
-
-    The flow reads its store and landing folder from settings, exactly as under a worker; the
-    command line's `--db` and `--landing` are passed the same way.
-    """
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
 
 
 def audit_parameters(start: str | None, end: str | None, symbols: str | None) -> AuditParameters:
@@ -85,7 +64,7 @@ def run_audit(
             raise ParameterError(f"--landing: {landing!r} is not a folder")
         env["BARKEEPER_LANDING_DIR"] = str(folder.resolve())
     init_db(engine_for(database_url))
-    with environment(env):
+    with temporary_environment(env):
         return nightly_audit(audit=params)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated
 
@@ -91,3 +94,18 @@ def load_settings(**overrides: object) -> Settings:
         variable = name.upper() if name.startswith("data_upkeep") else name
         message = first["msg"].removeprefix("Value error, ")
         raise ParameterError(f"setting {variable}: {message} (got {first['input']!r})") from None
+
+
+@contextmanager
+def temporary_environment(values: Mapping[str, str]) -> Iterator[None]:
+    """Set environment variables for the block (settings are read from them), then restore."""
+    saved = {name: os.environ.get(name) for name in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value

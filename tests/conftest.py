@@ -64,3 +64,16 @@ def db_url(request: pytest.FixtureRequest) -> str:
 def real_dir() -> Path:
     need(REAL_DIR.is_dir(), f"real vendor data not found at {REAL_DIR}")
     return REAL_DIR
+
+
+@pytest.fixture(scope="session")
+def harness() -> Iterator[None]:
+    """One temporary Prefect API for the whole test session.
+
+    Prefect's client-side event worker binds to the first API it talks to, so a second
+    harness in the same process would lose the task-run events of its runs.
+    """
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=90):
+        yield

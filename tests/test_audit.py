@@ -16,7 +16,6 @@ import pandas as pd
 import pytest
 from prefect.client.orchestration import get_client
 from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
-from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import select
 from typer.testing import CliRunner
 
@@ -49,12 +48,6 @@ def msft_source() -> Path:
     if not found:
         pytest.fail("no MSFT sample CSV in data/sample")
     return found[0]
-
-
-@pytest.fixture(scope="session")
-def prefect_api():
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
 
 
 @pytest.fixture
@@ -115,7 +108,7 @@ def read_artifacts(flow_run_id: str) -> dict:
 
 
 def test_nightly_audit_ingests_moves_audits_and_reports(
-    prefect_api: None, landing: Path, sqlite_url: str
+    harness: None, landing: Path, sqlite_url: str
 ) -> None:
     from flows.audit import nightly_audit
 
@@ -197,7 +190,7 @@ def test_nightly_audit_ingests_moves_audits_and_reports(
     assert "](data:image/png;base64," in summary
 
 
-def test_audit_again_changes_nothing(prefect_api: None, landing: Path, sqlite_url: str) -> None:
+def test_audit_again_changes_nothing(harness: None, landing: Path, sqlite_url: str) -> None:
     """Idempotent: a second audit (here from the CLI) leaves the derived bars as they were."""
     from flows.audit import nightly_audit
 

@@ -11,7 +11,6 @@ import json
 from pathlib import Path
 
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 from typer.testing import CliRunner
 
 from barkeeper.bench import coordinator, gx, kernel, replay, scaling, store
@@ -73,12 +72,6 @@ def test_scaling_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     assert figures["from_symbols"] == 500 and figures["to_symbols"] == 1000
     assert figures["replay_seconds_growth"] == pytest.approx(1.0)
     assert figures["kernel_ms_growth"] is not None
-
-
-@pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
 
 
 def test_prefect_runs_do_not_grow_with_symbols(

@@ -17,7 +17,6 @@ import exchange_calendars as xc
 import numpy as np
 import pandas as pd
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from barkeeper.ingest import ingest_file
 from barkeeper.panel import PRICE_COLUMNS, utc_to_ts
@@ -90,12 +89,6 @@ def resample(bars: pd.DataFrame, interval: int, start: int, end: int) -> pd.Data
     out = out.loc[out["constituents"] > 0]
     out = out.assign(ts=utc_to_ts(out.index.to_series())).reset_index(drop=True)
     return out.assign(expected=(np.minimum(out["ts"] + interval * 60, end) - out["ts"]) // 60)
-
-
-@pytest.fixture(scope="module")
-def harness() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,6 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from barkeeper.export import export_bars
 from barkeeper.ingest import ingest_file
@@ -64,15 +63,14 @@ def exports(engine, run_of: dict[str, str]) -> dict[tuple, pd.DataFrame]:
     }
 
 
-def test_fanout_matches_the_sequential_replay(sample_url: str) -> None:
+def test_fanout_matches_the_sequential_replay(harness: None, sample_url: str) -> None:
     from flows.fanout import replay_fanout
     from flows.replay import replay_sessions
 
     params = ReplayParameters(symbols=SYMBOLS, start=START, end=END, faults=LOSSY)
     engine = engine_for(sample_url)
-    with prefect_test_harness(server_startup_timeout=60):
-        sequential = replay_sessions(params)
-        fanned = replay_fanout(params, workers=2)
+    sequential = replay_sessions(params)
+    fanned = replay_fanout(params, workers=2)
 
     dates = ["2023-07-10", "2023-07-11", "2023-07-12"]
     assert [s["date"] for s in fanned["sessions"]] == dates

@@ -26,7 +26,6 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import SAMPLE_DIR
-from prefect.testing.utilities import prefect_test_harness
 from sqlalchemy import text
 
 from barkeeper.calendar import Calendar
@@ -345,12 +344,6 @@ def test_sigkill_mid_replay_then_rerun_loses_and_duplicates_nothing(tmp_path: Pa
 
 
 # ---------------------------------------------------------------------------- through the flow
-@pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=90):
-        yield
-
-
 @pytest.fixture
 def sample_url(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
     engine = engine_for(sqlite_url)

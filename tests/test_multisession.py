@@ -20,7 +20,6 @@ import exchange_calendars as xc
 import numpy as np
 import pandas as pd
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from barkeeper.coordinator import BacktestStreamCoordinator
 from barkeeper.errors import ParameterError
@@ -132,12 +131,6 @@ def read_real(path: Path, symbol: str) -> pd.DataFrame:
     bars.insert(0, "ts", utc_to_ts(stamps[keep]))
     bars.insert(0, "symbol", symbol)
     return bars.reset_index(drop=True)
-
-
-@pytest.fixture(scope="module")
-def harness() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
 
 
 @pytest.fixture(scope="module")

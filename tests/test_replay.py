@@ -13,7 +13,6 @@ import exchange_calendars as xc
 import numpy as np
 import pandas as pd
 import pytest
-from prefect.testing.utilities import prefect_test_harness
 
 from barkeeper.export import export_bars
 from barkeeper.ingest import ingest_file
@@ -36,12 +35,6 @@ LOSSY = {
     "out_of_order_rate": 0.02,
     "seed": 11,
 }
-
-
-@pytest.fixture(scope="module")
-def harness():
-    with prefect_test_harness(server_startup_timeout=60):
-        yield
 
 
 @pytest.fixture

@@ -8,11 +8,8 @@ through the API: every task run and subflow run under the replay's flow run, rec
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from collections import Counter
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import date
 from pathlib import Path
 from statistics import median
@@ -20,6 +17,7 @@ from time import monotonic, perf_counter, sleep
 from typing import Any
 
 from barkeeper.calendar import Calendar
+from barkeeper.settings import temporary_environment
 from barkeeper.synth import symbol_names, synthetic_bars
 
 BENCH_SESSION = date(2024, 3, 5)
@@ -97,21 +95,6 @@ def _flow_name(client: Any, flow_id: Any) -> str:
     return client.read_flow(flow_id).name
 
 
-@contextmanager
-def _environment(**values: str) -> Iterator[None]:
-    """Set environment variables for the block, restoring the previous values after."""
-    saved = {name: os.environ.get(name) for name in values}
-    os.environ.update(values)
-    try:
-        yield
-    finally:
-        for name, value in saved.items():
-            if value is None:
-                os.environ.pop(name, None)
-            else:
-                os.environ[name] = value
-
-
 def timed_replay(symbols: list[str], *, upkeep: bool) -> tuple[float, str]:
     """Wall seconds of one `replay_sessions` call over the bench session, and its run id."""
     from flows.params import ReplayParameters
@@ -147,8 +130,8 @@ def bench_replay(symbols: int = 2000, *, repeats: int = 3, count: bool = True) -
     """
     with tempfile.TemporaryDirectory(prefix="barkeeper-bench-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'bench.db'}"
-        with _environment(
-            BARKEEPER_DATABASE_URL=url, BARKEEPER_REPORTS_DIR=str(Path(tmp) / "reports")
+        with temporary_environment(
+            {"BARKEEPER_DATABASE_URL": url, "BARKEEPER_REPORTS_DIR": str(Path(tmp) / "reports")}
         ):
             names = seed_repository(url, symbols)
             timed_replay(names[:3], upkeep=True)  # warm-up: imports, GX context, API
