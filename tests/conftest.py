@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -52,6 +52,35 @@ def postgres_url() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
     admin.dispose()
+
+
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+"""Headless Chromium as root on a machine with no outside network (no background traffic)."""
+
+
+@pytest.fixture
+def sample_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[str], str]:
+    """Load the bundled real sample into a store and point this process's settings at it."""
+
+    def load(url: str) -> str:
+        from barkeeper.ingest import ingest_file
+
+        engine = engine_for(url)
+        for path in sorted(SAMPLE_DIR.glob("*_1min_*.csv")):
+            ingest_file(engine, path)
+        monkeypatch.setenv("BARKEEPER_DATABASE_URL", url)
+        monkeypatch.setenv("BARKEEPER_REPORTS_DIR", str(tmp_path / "reports"))
+        return url
+
+    return load
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -11,22 +11,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from conftest import REPO_ROOT, need
+from conftest import CHROMIUM_ARGS, REPO_ROOT, need
 
 from barkeeper.data_docs import CDN_MAP, docs_site, localise_page, run_final_checkpoint
 from barkeeper.panel import BAR_COLUMNS
 from barkeeper.validation import prepare_bars_1m, prepare_derived, prepare_session_quality
 
 OUTPUT = REPO_ROOT / "test-output"
-LAUNCH_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 
 
 def msft_session(real_dir: Path) -> dict[str, pd.DataFrame]:
@@ -120,7 +111,7 @@ def test_data_docs_render_offline_in_chromium(docs: dict[str, object]) -> None:
             route.abort()
 
     with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=chromium, args=LAUNCH_ARGS)
+        browser = pw.chromium.launch(executable_path=chromium, args=CHROMIUM_ARGS)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
             page.route("**/*", offline)

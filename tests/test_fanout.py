@@ -8,6 +8,7 @@ writing to the same store (PostgreSQL when a server is configured, else SQLite).
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -15,7 +16,6 @@ import pandas as pd
 import pytest
 
 from barkeeper.export import export_bars
-from barkeeper.ingest import ingest_file
 from barkeeper.report import run_report
 from flows.params import ReplayParameters
 from models.engine import engine_for
@@ -42,15 +42,12 @@ def store_url(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def sample_url(store_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    engine = engine_for(store_url)
-    for path in sorted(SAMPLE.glob("*.csv")):
-        ingest_file(engine, path)
+def sample_url(
+    store_url: str, sample_store: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> str:
     # set before the cluster starts: its worker processes inherit the environment
-    monkeypatch.setenv("BARKEEPER_DATABASE_URL", store_url)
-    monkeypatch.setenv("BARKEEPER_REPORTS_DIR", str(tmp_path / "reports"))
     monkeypatch.delenv("BARKEEPER_DASK_ADDRESS", raising=False)
-    return store_url
+    return sample_store(store_url)
 
 
 def exports(engine, run_of: dict[str, str]) -> dict[tuple, pd.DataFrame]:

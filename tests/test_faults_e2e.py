@@ -19,6 +19,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -345,14 +346,11 @@ def test_sigkill_mid_replay_then_rerun_loses_and_duplicates_nothing(tmp_path: Pa
 
 # ---------------------------------------------------------------------------- through the flow
 @pytest.fixture
-def sample_url(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    engine = engine_for(sqlite_url)
-    for path in sorted(SAMPLE_DIR.glob("*_1min_*.csv")):
-        ingest_file(engine, path)
-    monkeypatch.setenv("BARKEEPER_DATABASE_URL", sqlite_url)
-    monkeypatch.setenv("BARKEEPER_REPORTS_DIR", str(tmp_path / "reports"))
-    monkeypatch.setenv("BARKEEPER_DATA_UPKEEP_MAX_RETRIES", "2")
-    return sqlite_url
+def sample_url(
+    sqlite_url: str, sample_store: Callable[[str], str], monkeypatch: pytest.MonkeyPatch
+) -> str:
+    monkeypatch.setenv("DATA_UPKEEP_MAX_RETRIES", "2")
+    return sample_store(sqlite_url)
 
 
 class DownRepository:

@@ -6,6 +6,7 @@ minutes, and pandas `resample` over the repository's bars for derived bars.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -15,7 +16,6 @@ import pandas as pd
 import pytest
 
 from barkeeper.export import export_bars
-from barkeeper.ingest import ingest_file
 from barkeeper.panel import utc_to_ts
 from barkeeper.report import run_report
 from flows.params import ReplayParameters
@@ -38,13 +38,8 @@ LOSSY = {
 
 
 @pytest.fixture
-def sample_url(sqlite_url: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> str:
-    engine = engine_for(sqlite_url)
-    for path in sorted(SAMPLE.glob("*.csv")):
-        ingest_file(engine, path)
-    monkeypatch.setenv("BARKEEPER_DATABASE_URL", sqlite_url)
-    monkeypatch.setenv("BARKEEPER_REPORTS_DIR", str(tmp_path / "reports"))
-    return sqlite_url
+def sample_url(sqlite_url: str, sample_store: Callable[[str], str]) -> str:
+    return sample_store(sqlite_url)
 
 
 def replay(**overrides) -> dict:

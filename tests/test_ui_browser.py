@@ -13,22 +13,13 @@ from pathlib import Path
 from uuid import UUID
 
 import pytest
-from conftest import need
+from conftest import CHROMIUM_ARGS, need
 from playwright.sync_api import Browser, Page, sync_playwright
 from prefect.client.schemas.objects import FlowRun, StateType
 from served import Served
 
 pytestmark = [pytest.mark.browser, pytest.mark.server]
 OUTPUT = Path(__file__).resolve().parents[1] / "test-output"
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 TIMEOUT_MS = 30_000
 
 
