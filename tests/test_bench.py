@@ -85,7 +85,7 @@ def test_prefect_runs_do_not_grow_with_symbols(
     url = f"sqlite:///{tmp_path / 'large.db'}"
     monkeypatch.setenv("BARKEEPER_DATABASE_URL", url)
     monkeypatch.setenv("BARKEEPER_REPORTS_DIR", str(tmp_path / "reports"))
-    names = replay.seed_repository(url, 200)
+    names = replay.seed_repository(url, 2000)
     _, run_id = replay.timed_replay(names, upkeep=True)
     runs = replay.prefect_runs(run_id)
     # counted through the API, the upkeep subflow and its tasks included
