@@ -17,6 +17,7 @@ import exchange_calendars as xc
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import session_ohlcv
 
 from barkeeper.ingest import ingest_file
 from barkeeper.panel import PRICE_COLUMNS, utc_to_ts
@@ -66,19 +67,6 @@ def segments(session: date) -> dict[str, tuple[int, int]]:
         "regular": (opens, closes),
         "post": (closes, closes + int(timedelta(hours=4).total_seconds())),
     }
-
-
-def session_ohlcv(bars: pd.DataFrame) -> np.ndarray:
-    """open, high, low, close, volume of a whole session's bars (sorted by ts)."""
-    return np.array(
-        [
-            bars["open"].iloc[0],
-            bars["high"].max(),
-            bars["low"].min(),
-            bars["close"].iloc[-1],
-            bars["volume"].sum(),
-        ]
-    )
 
 
 def resample(bars: pd.DataFrame, interval: int, start: int, end: int) -> pd.DataFrame:

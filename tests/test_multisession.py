@@ -20,6 +20,7 @@ import exchange_calendars as xc
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import session_ohlcv
 
 from barkeeper.coordinator import BacktestStreamCoordinator
 from barkeeper.errors import ParameterError
@@ -80,19 +81,6 @@ def session_bars(url: str, symbol: str, session: date) -> pd.DataFrame:
     minutes = xc_minutes(session)
     bars = repository(url, symbol, int(minutes[0]), int(minutes[-1]) + 60)
     return bars.loc[bars["ts"].isin(minutes)].reset_index(drop=True)
-
-
-def session_ohlcv(bars: pd.DataFrame) -> np.ndarray:
-    """open, high, low, close, volume of a whole session's bars (sorted by ts)."""
-    return np.array(
-        [
-            bars["open"].iloc[0],
-            bars["high"].max(),
-            bars["low"].min(),
-            bars["close"].iloc[-1],
-            bars["volume"].sum(),
-        ]
-    )
 
 
 def resample(bars: pd.DataFrame, interval: int, origin_ts: int) -> pd.DataFrame:

@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import run_together
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -268,17 +269,7 @@ def test_any_interleaving_ends_in_the_same_state(seed: int, ops: list[str]) -> N
 def test_threads_feed_upkeep_and_readers_race_safely(seed: int) -> None:
     sc = Scenario(seed, n_symbols=30, n_minutes=60)
     actors = Actors(sc)
-    errors: list[BaseException] = []
     rng = np.random.default_rng(seed)
-
-    def guarded(fn):
-        def run() -> None:
-            try:
-                fn()
-            except BaseException as exc:  # surfaced below
-                errors.append(exc)
-
-        return run
 
     def feeder() -> None:
         while actors.feed():
@@ -294,11 +285,7 @@ def test_threads_feed_upkeep_and_readers_race_safely(seed: int) -> None:
         for i in range(300):
             actors.read(i % sc.shape[0])
 
-    threads = [threading.Thread(target=guarded(f)) for f in (feeder, upkeep, reader, reader)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
+    errors = run_together(feeder, upkeep, reader, reader, timeout=30)
     assert not errors, errors
     actors.scan()
     actors.apply()

@@ -14,6 +14,7 @@ from datetime import date
 import numpy as np
 import pandas as pd
 import pytest
+from helpers import run_together
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -182,17 +183,7 @@ def test_any_interleaving_of_feed_upkeep_and_reads_ends_in_the_truth(seed: int, 
 @pytest.mark.parametrize("seed", range(THREAD_SEEDS))
 def test_threads_feed_upkeep_and_readers_end_in_the_truth(seed: int) -> None:
     race = Race(seed, n_symbols=40, n_minutes=120)
-    errors: list[BaseException] = []
     rng = np.random.default_rng(seed)
-
-    def guarded(fn):
-        def run() -> None:
-            try:
-                fn()
-            except BaseException as exc:  # surfaced below
-                errors.append(exc)
-
-        return run
 
     def feeder() -> None:
         while race.feed():
@@ -207,11 +198,7 @@ def test_threads_feed_upkeep_and_readers_end_in_the_truth(seed: int) -> None:
         for i in range(200):
             race.read(race.symbols[i % len(race.symbols)], derived=False)
 
-    threads = [threading.Thread(target=guarded(f)) for f in (feeder, upkeep, reader, reader)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=60)
+    errors = run_together(feeder, upkeep, reader, reader, timeout=60)
     assert not errors, errors
     race.upkeep.final_pass()
     race.assert_end_state()

@@ -1,0 +1,43 @@
+"""Small helpers shared by test modules: independent oracles and thread runners."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+import numpy as np
+import pandas as pd
+
+
+def session_ohlcv(bars: pd.DataFrame) -> np.ndarray:
+    """open, high, low, close, volume of a whole session's bars (sorted by ts)."""
+    return np.array(
+        [
+            bars["open"].iloc[0],
+            bars["high"].max(),
+            bars["low"].min(),
+            bars["close"].iloc[-1],
+            bars["volume"].sum(),
+        ]
+    )
+
+
+def run_together(*actors: Callable[[], None], timeout: float) -> list[BaseException]:
+    """Run each actor in a thread of its own; the exceptions they raised, for the test to show."""
+    errors: list[BaseException] = []
+
+    def guarded(fn: Callable[[], None]) -> Callable[[], None]:
+        def run() -> None:
+            try:
+                fn()
+            except BaseException as exc:  # surfaced by the caller
+                errors.append(exc)
+
+        return run
+
+    threads = [threading.Thread(target=guarded(fn)) for fn in actors]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=timeout)
+    return errors
