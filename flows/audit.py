@@ -9,12 +9,12 @@ from prefect import flow
 from prefect.logging import get_run_logger
 from prefect.runtime import flow_run
 
-from barkeeper.audit import completed_sessions
-from barkeeper.audit_report import audit_document
-from barkeeper.calendar import Calendar
+from barkeeper.core.calendar import Calendar
 from barkeeper.errors import ParameterError
+from barkeeper.params import AuditParameters
+from barkeeper.reports.audit import completed_sessions
+from barkeeper.reports.audit_report import audit_document
 from barkeeper.settings import load_settings
-from flows.params import AuditParameters
 from models.engine import engine_for
 from models.results import create_run, finish_run
 from tasks.audit import (

@@ -20,10 +20,10 @@ from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
 from prefect_dask import DaskTaskRunner
 
-from barkeeper.calendar import Calendar
+from barkeeper.core.calendar import Calendar
 from barkeeper.errors import ParameterError
+from barkeeper.params import ReplayParameters
 from barkeeper.settings import load_settings
-from flows.params import ReplayParameters
 
 ADDRESS_ENV = "BARKEEPER_DASK_ADDRESS"
 """Scheduler address of an existing Dask cluster (e.g. tcp://10.0.0.5:8786), if any."""

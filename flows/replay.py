@@ -16,8 +16,8 @@ from prefect.cache_policies import NONE
 from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
-from barkeeper.replay import LoadedSession, SessionTiming, live, timing_report, unregister
-from flows.params import ReplayParameters
+from barkeeper.live.replay import LoadedSession, SessionTiming, live, timing_report, unregister
+from barkeeper.params import ReplayParameters
 from models.engine import engine_for
 from models.results import finish_run
 from tasks.replay import (

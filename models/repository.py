@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 from sqlalchemy import Connection, Engine, delete, func, select
 
-from barkeeper.panel import BAR_COLUMNS, PRICE_COLUMNS
+from barkeeper.core.panel import BAR_COLUMNS, PRICE_COLUMNS
 from models.bulk import insert_rows, transaction
 from models.tables import Bar, IngestedFile, Quarantine
 

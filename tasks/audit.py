@@ -1,4 +1,4 @@
-"""Tasks of the nightly audit: the I/O around `barkeeper.audit` (files, store, GX, artifacts)."""
+"""Tasks of the nightly audit: I/O around `barkeeper.reports.audit` (files, store, GX)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,13 @@ from prefect.cache_policies import NO_CACHE
 from prefect.logging import get_run_logger
 from sqlalchemy import delete
 
-from barkeeper.audit import (
+from barkeeper.core.calendar import Calendar
+from barkeeper.errors import InputFileError, ParameterError
+from barkeeper.ingest.files import ingest_file
+from barkeeper.ingest.paths import confine, inside, landed_files, move_into
+from barkeeper.quality.data_docs import run_final_checkpoint
+from barkeeper.quality.validation import prepare_bars_1m, prepare_derived, prepare_session_quality
+from barkeeper.reports.audit import (
     DERIVED_SOURCE,
     LandedFile,
     SessionAudit,
@@ -20,14 +26,8 @@ from barkeeper.audit import (
     audit_session,
     day_window,
 )
-from barkeeper.audit_report import quality_rows, summary_markdown
-from barkeeper.calendar import Calendar
-from barkeeper.charts import coverage_chart
-from barkeeper.data_docs import run_final_checkpoint
-from barkeeper.errors import InputFileError, ParameterError
-from barkeeper.ingest import ingest_file
-from barkeeper.paths import confine, inside, landed_files, move_into
-from barkeeper.validation import prepare_bars_1m, prepare_derived, prepare_session_quality
+from barkeeper.reports.audit_report import quality_rows, summary_markdown
+from barkeeper.reports.charts import coverage_chart
 from models.bulk import insert_rows
 from models.engine import engine_for
 from models.repository import known_symbols, read_bars, record_ingested_file

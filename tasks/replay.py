@@ -16,12 +16,11 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
 
-from barkeeper.calendar import Calendar
-from barkeeper.coordinator import BacktestStreamCoordinator, parse_speed
-from barkeeper.data_docs import run_final_checkpoint
+from barkeeper.core.calendar import Calendar
 from barkeeper.errors import ParameterError
-from barkeeper.faults import FaultConfig, parse_outage
-from barkeeper.replay import (
+from barkeeper.live.coordinator import BacktestStreamCoordinator, parse_speed
+from barkeeper.live.faults import FaultConfig, parse_outage
+from barkeeper.live.replay import (
     LoadedSession,
     Replay,
     ReplayPlan,
@@ -31,12 +30,13 @@ from barkeeper.replay import (
     live,
     register,
 )
-from barkeeper.session_checks import final_frames, symbol_success
-from barkeeper.session_data import SessionData
-from barkeeper.session_results import SessionState, session_bars, session_gaps, session_metrics
+from barkeeper.live.session_checks import final_frames, symbol_success
+from barkeeper.live.session_data import SessionData
+from barkeeper.live.session_results import SessionState, session_bars, session_gaps, session_metrics
+from barkeeper.live.upkeep import Upkeep, UpkeepConfig
+from barkeeper.params import ReplayParameters
+from barkeeper.quality.data_docs import run_final_checkpoint
 from barkeeper.settings import Settings, load_settings
-from barkeeper.upkeep import Upkeep, UpkeepConfig
-from flows.params import ReplayParameters
 from models.engine import engine_for
 from models.repository import known_symbols, read_bars, read_bars_at
 from models.results import (

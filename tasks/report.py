@@ -10,9 +10,9 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
-from barkeeper.charts import coverage_chart, png_data_uri
-from barkeeper.replay import Replay, live
-from barkeeper.report import failed_expectations, gaps_of, run_report
+from barkeeper.live.replay import Replay, live
+from barkeeper.reports.charts import coverage_chart, png_data_uri
+from barkeeper.reports.report import failed_expectations, gaps_of, run_report
 from models.engine import engine_for
 from models.results import write_validation_success
 

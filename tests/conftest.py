@@ -17,6 +17,7 @@ from models.schema import init_db
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO_ROOT / "data" / "sample"
 REAL_DIR = REPO_ROOT.parent / "shared" / "data" / "real"
+TEST_DATA = REPO_ROOT / "tests" / "data"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
 
@@ -71,7 +72,7 @@ def sample_store(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Callable[[s
     """Load the bundled real sample into a store and point this process's settings at it."""
 
     def load(url: str) -> str:
-        from barkeeper.ingest import ingest_file
+        from barkeeper.ingest.files import ingest_file
 
         engine = engine_for(url)
         for path in sorted(SAMPLE_DIR.glob("*_1min_*.csv")):

@@ -25,7 +25,7 @@ from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
-from barkeeper.ingest import ingest_file
+from barkeeper.ingest.files import ingest_file
 from models.engine import engine_for
 from models.schema import init_db
 

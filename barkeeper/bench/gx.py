@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from barkeeper.panel import BAR_COLUMNS
+from barkeeper.core.panel import BAR_COLUMNS
 
 SESSION_OPEN = 1_688_995_800  # 2023-07-10 13:30 UTC
 
@@ -43,7 +43,7 @@ def bench_gx(symbols: int = 2000, repeats: int = 5) -> dict[str, Any]:
     `cycle_ms` = `prepare_bars_1m` (with the previous minute as context) + `validate_bars_1m`
     through a Validator built once (its build, which imports GX, is `setup_s`).
     """
-    from barkeeper.validation import Validator, hard_check_failures, prepare_bars_1m
+    from barkeeper.quality.validation import Validator, hard_check_failures, prepare_bars_1m
 
     started = time.perf_counter()
     validator = Validator()
@@ -75,8 +75,8 @@ def bench_gx(symbols: int = 2000, repeats: int = 5) -> dict[str, Any]:
 
 def bench_data_docs(symbols: int = 200, runs: int = 3, keep_results: int = 300) -> dict[str, Any]:
     """Seconds per end-of-run checkpoint + Data Docs build as runs accumulate in one folder."""
-    from barkeeper.data_docs import run_final_checkpoint
-    from barkeeper.validation import prepare_bars_1m, prepare_session_quality
+    from barkeeper.quality.data_docs import run_final_checkpoint
+    from barkeeper.quality.validation import prepare_bars_1m, prepare_session_quality
 
     minutes = SESSION_OPEN + 60 * np.arange(390, dtype=np.int64)
     bars = pd.concat([minute_bars(symbols, m) for m in range(390)], ignore_index=True)

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from barkeeper.calendar import Calendar, SessionMinutes
-from barkeeper.kernels import bar_quality, bucket_layout, derive, find_gaps
-from barkeeper.panel import Panel, ts_to_utc
-from barkeeper.synth import synthetic_panel
+from barkeeper.core.calendar import Calendar, SessionMinutes
+from barkeeper.core.kernels import bar_quality, bucket_layout, derive, find_gaps
+from barkeeper.core.panel import Panel, ts_to_utc
+from barkeeper.core.synth import synthetic_panel
 
 log = logging.getLogger(__name__)
 

@@ -16,9 +16,9 @@ from statistics import median
 from time import monotonic, perf_counter, sleep
 from typing import Any
 
-from barkeeper.calendar import Calendar
+from barkeeper.core.calendar import Calendar
+from barkeeper.core.synth import symbol_names, synthetic_bars
 from barkeeper.settings import temporary_environment
-from barkeeper.synth import symbol_names, synthetic_bars
 
 BENCH_SESSION = date(2024, 3, 5)
 
@@ -97,7 +97,7 @@ def _flow_name(client: Any, flow_id: Any) -> str:
 
 def timed_replay(symbols: list[str], *, upkeep: bool) -> tuple[float, str]:
     """Wall seconds of one `replay_sessions` call over the bench session, and its run id."""
-    from flows.params import ReplayParameters
+    from barkeeper.params import ReplayParameters
     from flows.replay import replay_sessions
 
     params = ReplayParameters(symbols=symbols, start=BENCH_SESSION, upkeep_enabled=upkeep)

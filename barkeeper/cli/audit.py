@@ -1,0 +1,120 @@
+"""`barkeeper audit`: check the input once, run the `nightly_audit` flow in-process, print it.
+
+Input is validated here, before the flow starts, so a user's mistake is one line on stderr and
+never a failed flow run with a traceback in its log.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from barkeeper.cli.app import DbOption, JsonOption, app, database_url, user_errors
+from barkeeper.core.calendar import Calendar
+from barkeeper.errors import ParameterError
+from barkeeper.params import AuditParameters, split_symbols
+from barkeeper.settings import load_settings, temporary_environment
+
+
+def audit_parameters(start: str | None, end: str | None, symbols: str | None) -> AuditParameters:
+    """Parse the command line's text into the flow's parameters; one readable error if invalid."""
+    try:
+        params = AuditParameters(
+            start=start,
+            end=end,
+            symbols=split_symbols(symbols) if symbols is not None else [],
+        )
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "parameters"
+        raise ParameterError(f"{where}: {first['msg']}") from None
+    if params.start is not None:
+        calendar = Calendar(load_settings().calendar)
+        last = params.end or params.start
+        if not calendar.sessions(params.start, last):
+            raise ParameterError(
+                f"--start/--end: no {calendar.name} session from {params.start} to {last}"
+            )
+    return params
+
+
+def run_audit(
+    database_url: str,
+    start: str | None,
+    end: str | None,
+    symbols: str | None,
+    landing: str | None,
+) -> dict[str, Any]:
+    """Run `nightly_audit` in this process against `database_url`; return its JSON document."""
+    from flows.audit import nightly_audit
+    from models.engine import engine_for
+    from models.schema import init_db
+
+    params = audit_parameters(start, end, symbols)
+    env = {"BARKEEPER_DATABASE_URL": database_url}
+    if landing is not None:
+        folder = Path(landing)
+        if not folder.is_dir():
+            raise ParameterError(f"--landing: {landing!r} is not a folder")
+        env["BARKEEPER_LANDING_DIR"] = str(folder.resolve())
+    init_db(engine_for(database_url))
+    with temporary_environment(env):
+        return nightly_audit(audit=params)
+
+
+def render_audit(document: Mapping[str, Any], as_json: bool) -> None:
+    """Print the audit as one JSON document, or as a table people read."""
+    out = Console()
+    if as_json:
+        sys.stdout.write(json.dumps(document) + "\n")
+        return
+    table = Table(title=f"audit {document['run_id']}")
+    for name in ("session", "symbol", "expected", "actual", "quality %", "gaps", "missing"):
+        table.add_column(name, justify="left" if name in ("session", "symbol") else "right")
+    table.add_column("valid")
+    for session in document["sessions"]:
+        for symbol, m in session["symbols"].items():
+            table.add_row(
+                session["date"],
+                symbol,
+                str(m["expected_bars"]),
+                str(m["actual_bars"]),
+                f"{m['bar_quality']:.2f}",
+                str(m["gaps"]),
+                str(m["missing_bars"]),
+                "yes" if m["validation_success"] else "[red]no[/red]",
+            )
+    out.print(table)
+    for item in document.get("files", []):
+        detail = item["reason"] if item["status"] == "rejected" else f"{item['stored']} stored"
+        out.print(f"{item['name']}: {item['status']} ({detail})", highlight=False)
+    if document.get("data_docs"):
+        out.print(f"Data Docs: {document['data_docs']}", highlight=False, soft_wrap=True)
+
+
+@app.command()
+@user_errors
+def audit(
+    start: Annotated[str | None, typer.Option(help="First session, YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last session (default: the start).")] = None,
+    symbols: Annotated[
+        str | None, typer.Option(help="Comma-separated symbols (default: all in the store).")
+    ] = None,
+    landing: Annotated[
+        str | None,
+        typer.Option(help="Landing folder to ingest first (default: $BARKEEPER_LANDING_DIR)."),
+    ] = None,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Ingest the landing folder and audit sessions of the store against the calendar."""
+    document = run_audit(database_url(db), start, end, symbols, landing)
+    render_audit(document, json_output)

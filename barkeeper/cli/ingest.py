@@ -1,0 +1,182 @@
+"""`barkeeper import` and `barkeeper synth`: fill the bar repository from files or a generator."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import date
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from barkeeper.cli.app import (
+    DbOption,
+    JsonOption,
+    app,
+    console,
+    database_url,
+    shown_url,
+    user_errors,
+)
+from barkeeper.errors import InputFileError, ParameterError
+
+if TYPE_CHECKING:
+    from barkeeper.ingest.files import IngestReport
+
+SYNTH_CELLS_PER_BATCH = 2_000_000  # symbol-minutes generated and written at a time, at most
+SYNTH_PROGRESS_STEPS = 20  # batches per run, so the progress bar moves ...
+SYNTH_MIN_BATCH = 100  # ... but never fewer symbols per batch than this
+
+
+@app.command("import")
+@user_errors
+def import_files(
+    paths: Annotated[list[Path], typer.Argument(help="CSV or Parquet files of 1-minute bars.")],
+    symbol: Annotated[
+        str | None,
+        typer.Option(help="Symbol of every file (default: file name up to its first '_')."),
+    ] = None,
+    tz: Annotated[str, typer.Option(help="Time zone of naive timestamps (IANA name).")] = "UTC",
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Import vendor bar files; bad rows go to quarantine, re-imports change nothing.
+
+    Every readable file is imported even if another cannot be read; each unreadable file
+    gets one line on stderr and the exit status is then 2.
+    """
+    from barkeeper.ingest.files import ingest_file, validate_symbol, validate_tz
+    from models.engine import engine_for
+    from models.schema import init_db
+
+    validate_tz(tz)
+    if symbol is not None:
+        validate_symbol(symbol)
+    engine = engine_for(database_url(db))
+    init_db(engine)
+    reports, errors = [], []
+    for path in paths:
+        try:
+            reports.append(ingest_file(engine, path, symbol=symbol, tz=tz))
+        except (InputFileError, ParameterError) as error:  # e.g. no symbol in the file name
+            errors.append(str(error))
+    if json_output:
+        print(json.dumps({"files": [r.to_dict() for r in reports]}))
+    elif reports:
+        _print_reports(reports)
+    for error in errors:
+        print(f"barkeeper: error: {error}", file=sys.stderr)
+    if errors:
+        raise typer.Exit(2)
+
+
+def _print_reports(reports: list[IngestReport]) -> None:
+    """One table row of counts per file, then each file's quarantine reasons."""
+    table = Table(title="import")
+    table.add_column("file", overflow="fold")
+    table.add_column("symbol")
+    for name in ("read", "stored", "quarantined", "skipped"):
+        table.add_column(name, justify="right")
+    for r in reports:
+        counts = (r.read, r.stored, r.quarantined, r.skipped)
+        table.add_row(Path(r.path).name, r.symbol, *(f"{n:,}" for n in counts))
+    console.print(table)
+    for r in reports:
+        if r.reasons:
+            reasons = ", ".join(f"{reason} {n:,}" for reason, n in r.reasons.items())
+            console.print(f"quarantined in {Path(r.path).name}: {reasons}")
+
+
+@app.command()
+@user_errors
+def synth(
+    symbols: Annotated[int, typer.Option(help="Number of symbols (SYM0001, …).")],
+    start: Annotated[str, typer.Option(help="First session, YYYY-MM-DD.")],
+    end: Annotated[str, typer.Option(help="Last session, YYYY-MM-DD.")],
+    illiquid_share: Annotated[
+        float, typer.Option(help="Share of symbols trading in only 20-40% of minutes.")
+    ] = 0.2,
+    missing_rate: Annotated[
+        float, typer.Option(help="Share of minutes a liquid symbol misses.")
+    ] = 0.02,
+    seed: Annotated[int, typer.Option(help="Same seed, same bars.")] = 0,
+    extended_hours: Annotated[
+        bool, typer.Option(help="Also generate pre- and post-market minutes.")
+    ] = False,
+    db: DbOption = None,
+    json_output: JsonOption = False,
+) -> None:
+    """Write realistic random-walk 1-minute bars (some symbols illiquid) to the repository."""
+    import numpy as np
+
+    from barkeeper.core.calendar import Calendar
+    from barkeeper.core.synth import symbol_names, synthetic_bars
+    from barkeeper.settings import load_settings
+    from models.engine import engine_for
+    from models.repository import upsert_bars
+    from models.schema import init_db
+
+    if symbols < 1:
+        raise ParameterError(f"--symbols: {symbols} must be 1 or more")
+    first, last = _session_date("--start", start), _session_date("--end", end)
+    settings = load_settings()
+    calendar = Calendar(settings.calendar)
+    sessions = calendar.sessions(first, last)
+    if not sessions:
+        raise ParameterError(f"--start/--end: no {calendar.name} sessions from {start} to {end}")
+    minutes = [calendar.session_minutes(s, extended_hours=extended_hours) for s in sessions]
+    n_minutes = sum(len(m) for m in minutes)
+    names = symbol_names(symbols)
+    batch = max(
+        min(symbols, SYNTH_MIN_BATCH),  # the illiquid share is exact within each batch
+        min(SYNTH_CELLS_PER_BATCH // n_minutes, -(-symbols // SYNTH_PROGRESS_STEPS)),
+    )
+    engine = engine_for(database_url(db))
+    init_db(engine)
+    stored = skipped = 0
+    columns = (TextColumn("synth"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+    with Progress(*columns, console=console, transient=json_output) as progress:
+        task = progress.add_task("symbols", total=len(names))
+        for i in range(0, len(names), batch):
+            group_seed = int(np.random.SeedSequence([seed, i // batch]).generate_state(1)[0])
+            bars = synthetic_bars(
+                names[i : i + batch],
+                minutes,
+                illiquid_share=illiquid_share,
+                missing_rate=missing_rate,
+                seed=group_seed,
+            )
+            counts = upsert_bars(engine, bars, source=f"synth seed={seed}")
+            stored, skipped = stored + counts.stored, skipped + counts.skipped
+            progress.advance(task, len(names[i : i + batch]))
+    summary = {"symbols": len(names), "sessions": len(sessions), "stored": stored,
+               "skipped": skipped}  # fmt: skip
+    if json_output:
+        print(json.dumps(summary))
+    else:
+        console.print(
+            f"synth: {stored:,} bars stored ({skipped:,} already there) for {len(names):,} "
+            f"symbols over {len(sessions)} session(s) {sessions[0]} to {sessions[-1]}"
+        )
+
+
+def _session_date(option: str, value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise ParameterError(f"{option}: {value!r} is not a date like 2023-07-10") from None
+
+
+@app.command()
+@user_errors
+def init(db: DbOption = None) -> None:
+    """Create or upgrade the store's schema."""
+    from models.engine import engine_for
+    from models.schema import init_db
+
+    url = database_url(db)
+    init_db(engine_for(url))
+    console.print(f"store ready: {shown_url(url)}")

@@ -1,0 +1,1 @@
+"""Vendor files into the repository: parsing, row checks and quarantine, the landing folder."""

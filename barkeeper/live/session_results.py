@@ -1,0 +1,190 @@
+"""What a session ends up with: per-symbol metrics, gap records and the bars to persist.
+
+Everything is derived from the final state (bars, provenance, the upkeep's classification of
+missing minutes), never from event counters, so the figures do not depend on pacing or on
+when the upkeep happened to run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from barkeeper.core.calendar import POST, PRE, REGULAR, SessionMinutes
+from barkeeper.core.kernels import DerivedBars, bar_quality, find_gaps
+from barkeeper.core.panel import PRICE_COLUMNS, Panel
+from barkeeper.live.session_data import Provenance
+from barkeeper.live.upkeep import SlotState
+
+SEGMENT_NAMES = {REGULAR: "regular", PRE: "pre", POST: "post"}
+GAP_OPEN, GAP_BACKFILLED, GAP_NO_TRADE, GAP_UNFILLABLE = 0, 1, 2, 3
+GAP_STATUS = {
+    GAP_OPEN: "open",
+    GAP_BACKFILLED: "backfilled",
+    GAP_NO_TRADE: "no_trade",
+    GAP_UNFILLABLE: "unfillable",
+}
+CONTRACT_FIGURES = (
+    "expected_bars",
+    "actual_bars",
+    "bar_quality",
+    "gaps",
+    "missing_bars",
+    "backfilled_bars",
+    "repaired_bars",
+    "unfillable_bars",
+)
+"""Per-symbol figures of the JSON contract (DESIGN.md), besides `validation_success`."""
+EXTRA_FIGURES = ("no_trade_bars", "synthetic_bars", "outside_bars")
+
+
+def symbol_figures(row: Any) -> dict[str, Any]:
+    """A metrics row (namedtuple) as plain JSON values: the contract's figures, then extras."""
+    names = (*CONTRACT_FIGURES, "validation_success", *EXTRA_FIGURES)
+    return {name: _plain(getattr(row, name, None)) for name in names}
+
+
+def _plain(value: Any) -> Any:
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return None
+    return value.item() if hasattr(value, "item") else value
+
+
+@dataclass(frozen=True)
+class SessionState:
+    """The final state of one session, as the upkeep left it."""
+
+    minutes: SessionMinutes
+    panel: Panel
+    provenance: np.ndarray
+    slot_state: np.ndarray | None
+    derived: dict[int, DerivedBars]
+    outside_bars: pd.Series
+
+
+def slot_categories(state: SessionState) -> np.ndarray:
+    """Per minute without a fed bar: backfilled, no-trade, unfillable or still open."""
+    categories = np.full(state.provenance.shape, GAP_OPEN, dtype=np.uint8)
+    categories[state.provenance == Provenance.BACKFILL] = GAP_BACKFILLED
+    if state.slot_state is not None:
+        categories[state.slot_state == SlotState.NO_TRADE] = GAP_NO_TRADE
+        categories[state.slot_state == SlotState.UNFILLABLE] = GAP_UNFILLABLE
+    return categories
+
+
+def _fed(provenance: np.ndarray) -> np.ndarray:
+    """Minutes the feed delivered a bar for (a repaired bar was delivered, broken)."""
+    return (provenance == Provenance.FEED) | (provenance == Provenance.REPAIRED)
+
+
+def _real(provenance: np.ndarray) -> np.ndarray:
+    """Minutes holding a genuine bar (synthetic fills never count as actual)."""
+    return (provenance != Provenance.NONE) & (provenance != Provenance.SYNTHETIC)
+
+
+def session_metrics(state: SessionState) -> pd.DataFrame:
+    """One row per symbol and segment with the contract's figures."""
+    symbols = list(state.panel.symbols)
+    real = _real(state.provenance)
+    fed = _fed(state.provenance)
+    categories = slot_categories(state)
+    frames = []
+    segments = np.unique(state.minutes.segment)
+    for segment in segments:
+        cols = state.minutes.segment == segment
+        missed = ~fed[:, cols]
+        runs = find_gaps(fed[:, cols])
+        run_counts = np.bincount(runs.symbol_idx, minlength=len(symbols))
+        prov = state.provenance[:, cols]
+        cat = categories[:, cols]
+        frame = pd.DataFrame(
+            {
+                "symbol": symbols,
+                "segment": SEGMENT_NAMES[int(segment)],
+                "expected_bars": int(cols.sum()),
+                "actual_bars": real[:, cols].sum(axis=1),
+                "bar_quality": np.round(bar_quality(real[:, cols]), 6),
+                "gaps": run_counts,
+                "missing_bars": missed.sum(axis=1),
+                "backfilled_bars": (prov == Provenance.BACKFILL).sum(axis=1),
+                "repaired_bars": (prov == Provenance.REPAIRED).sum(axis=1),
+                "unfillable_bars": (missed & (cat == GAP_UNFILLABLE)).sum(axis=1),
+                "no_trade_bars": (missed & (cat == GAP_NO_TRADE)).sum(axis=1),
+                "synthetic_bars": (prov == Provenance.SYNTHETIC).sum(axis=1),
+                "outside_bars": 0,
+            }
+        )
+        if segment == REGULAR:
+            frame["outside_bars"] = state.outside_bars.reindex(symbols, fill_value=0).to_numpy(
+                dtype=np.int64
+            )
+        frames.append(frame)
+    return pd.concat(frames, ignore_index=True)
+
+
+def session_gaps(state: SessionState, max_retries: int) -> pd.DataFrame:
+    """Each run of consecutive minutes the feed missed, with what became of it."""
+    fed = _fed(state.provenance)
+    runs = find_gaps(fed, expected=None)
+    symbols = np.asarray(state.panel.symbols, dtype=object)
+    minutes = state.minutes.minutes
+    categories = slot_categories(state).astype(np.int16)
+    n_minutes = categories.shape[1]
+    flat = np.append(categories.ravel(), 0)
+    starts = runs.symbol_idx.astype(np.int64) * n_minutes + runs.start_idx
+    stops = runs.symbol_idx.astype(np.int64) * n_minutes + runs.stop_idx
+    bounds = np.column_stack([starts, stops]).ravel()
+    low = np.minimum.reduceat(flat, bounds)[::2] if len(bounds) else np.array([], np.int16)
+    high = np.maximum.reduceat(flat, bounds)[::2] if len(bounds) else np.array([], np.int16)
+    status = np.where(low == high, pd.Series(low).map(GAP_STATUS).to_numpy(dtype=object), "partial")
+    retries = np.where(high == GAP_UNFILLABLE, max_retries, 0)
+    return pd.DataFrame(
+        {
+            "symbol": symbols[runs.symbol_idx],
+            "start_ts": minutes[runs.start_idx],
+            "end_ts": minutes[runs.stop_idx - 1],
+            "length": runs.length,
+            "status": status,
+            "retries": retries,
+        }
+    )
+
+
+def session_bars(state: SessionState) -> pd.DataFrame:
+    """The session's 1m bars with provenance, then its derived bars, as run_bar rows."""
+    panel = state.panel
+    rows, cols = np.nonzero(state.provenance != Provenance.NONE)
+    symbols = np.asarray(panel.symbols, dtype=object)
+    one_minute = pd.DataFrame(
+        {
+            "symbol": symbols[rows],
+            "interval": 1,
+            "ts": panel.minutes[cols],
+            **{name: getattr(panel, name)[rows, cols] for name in PRICE_COLUMNS},
+            "provenance": pd.Series(state.provenance[rows, cols]).map(
+                {p.value: p.name.lower() for p in Provenance}
+            ),
+            "constituents": 1,
+            "expected_constituents": 1,
+        }
+    )
+    frames = [one_minute]
+    for interval, bars in sorted(state.derived.items()):
+        r, b = np.nonzero(bars.count > 0)
+        frames.append(
+            pd.DataFrame(
+                {
+                    "symbol": symbols[r],
+                    "interval": interval,
+                    "ts": bars.starts[b],
+                    **{name: getattr(bars, name)[r, b] for name in PRICE_COLUMNS},
+                    "provenance": "derived",
+                    "constituents": bars.count[r, b].astype(np.int64),
+                    "expected_constituents": bars.expected[b].astype(np.int64),
+                }
+            )
+        )
+    return pd.concat(frames, ignore_index=True)

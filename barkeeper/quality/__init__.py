@@ -1,0 +1,1 @@
+"""Great Expectations: the suites under `expectations/`, batched validation and Data Docs."""

@@ -1,0 +1,1 @@
+"""What users read: run reports, exports, coverage charts and the audit's computation and report."""

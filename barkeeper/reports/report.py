@@ -1,0 +1,89 @@
+"""A run's results as the JSON contract of DESIGN.md and as terminal tables."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+from sqlalchemy import Engine
+
+from barkeeper.live.session_results import symbol_figures
+from models.results import read_table, resolve_run
+from models.tables import Gap, SessionMetric, ValidationResult
+
+
+def run_report(engine: Engine, run_id: str | None = None) -> dict[str, Any]:
+    """`{"run_id", "status", "data_docs", "sessions": [{"date", "symbols": {SYM: {...}}}]}`.
+
+    Symbols carry the contract's figures for regular hours; with extended hours, the pre- and
+    post-market figures sit under `segments`.
+    """
+    run = resolve_run(engine, run_id)
+    metrics = read_table(engine, SessionMetric, run.id).sort_values(["session", "symbol"])
+    sessions = []
+    for session, frame in metrics.groupby("session", sort=True):
+        symbols: dict[str, dict[str, Any]] = {}
+        for row in frame.itertuples(index=False):
+            figures = symbol_figures(row)
+            if row.segment == "regular":
+                symbols.setdefault(row.symbol, {}).update(figures)
+            else:
+                symbols.setdefault(row.symbol, {}).setdefault("segments", {})[row.segment] = figures
+        sessions.append({"date": str(session), "symbols": symbols})
+    return {
+        "run_id": run.id,
+        "status": run.status,
+        "data_docs": run.data_docs,
+        "sessions": sessions,
+    }
+
+
+def failed_expectations(engine: Engine, run_id: str) -> pd.DataFrame:
+    """Validation results that did not succeed, final ones first."""
+    results = read_table(engine, ValidationResult, run_id)
+    failed = results.loc[~results["success"].astype(bool)]
+    return failed.sort_values(["stage", "session", "suite"], ascending=[False, True, True])
+
+
+def gaps_of(engine: Engine, run_id: str) -> pd.DataFrame:
+    return read_table(engine, Gap, run_id)
+
+
+def render(report: dict[str, Any], console: Console) -> None:
+    """One table of every session's per-symbol figures."""
+    console.print(f"run {report['run_id']} ({report['status']})")
+    if report["data_docs"]:
+        console.print(f"Data Docs: {report['data_docs']}", soft_wrap=True)
+    table = Table(title_justify="left")
+    headers = (
+        "session",
+        "symbol",
+        "quality %",
+        "actual/exp",
+        "gaps",
+        "backfill",
+        "repair",
+        "no-trade",
+        "unfill",
+        "valid",
+    )
+    for i, name in enumerate(headers):
+        table.add_column(name, justify="left" if i < 2 else "right", no_wrap=True)
+    for session in report["sessions"]:
+        for symbol, m in session["symbols"].items():
+            quality = m.get("bar_quality")
+            table.add_row(
+                session["date"],
+                symbol,
+                "" if quality is None else f"{quality:.1f}",
+                f"{m.get('actual_bars')}/{m.get('expected_bars')}",
+                str(m.get("gaps")),
+                str(m.get("backfilled_bars")),
+                str(m.get("repaired_bars")),
+                str(m.get("no_trade_bars")),
+                str(m.get("unfillable_bars")),
+                {True: "yes", False: "NO", None: "-"}[m.get("validation_success")],
+            )
+    console.print(table)
