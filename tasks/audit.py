@@ -17,7 +17,7 @@ from barkeeper.errors import InputFileError, ParameterError
 from barkeeper.ingest.files import ingest_file
 from barkeeper.ingest.paths import confine, inside, landed_files, move_into
 from barkeeper.quality.data_docs import run_final_checkpoint
-from barkeeper.quality.validation import prepare_bars_1m, prepare_derived, prepare_session_quality
+from barkeeper.quality.frames import prepare_bars_1m, prepare_derived, prepare_session_quality
 from barkeeper.reports.audit import (
     DERIVED_SOURCE,
     LandedFile,

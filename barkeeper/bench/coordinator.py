@@ -12,7 +12,8 @@ import pandas as pd
 from barkeeper.core.kernels import bucket_layout, derive
 from barkeeper.core.panel import PRICE_COLUMNS, Panel
 from barkeeper.live.coordinator import BacktestStreamCoordinator
-from barkeeper.live.session_data import Provenance, SessionData
+from barkeeper.live.session_data import SessionData
+from barkeeper.live.session_records import Provenance
 
 BENCH_SESSION = date(2024, 3, 12)
 BENCH_OPEN_TS = 1710250200  # 2024-03-12 09:30 America/New_York

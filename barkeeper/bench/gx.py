@@ -43,7 +43,8 @@ def bench_gx(symbols: int = 2000, repeats: int = 5) -> dict[str, Any]:
     `cycle_ms` = `prepare_bars_1m` (with the previous minute as context) + `validate_bars_1m`
     through a Validator built once (its build, which imports GX, is `setup_s`).
     """
-    from barkeeper.quality.validation import Validator, hard_check_failures, prepare_bars_1m
+    from barkeeper.quality.frames import hard_check_failures, prepare_bars_1m
+    from barkeeper.quality.validation import Validator
 
     started = time.perf_counter()
     validator = Validator()
@@ -76,7 +77,7 @@ def bench_gx(symbols: int = 2000, repeats: int = 5) -> dict[str, Any]:
 def bench_data_docs(symbols: int = 200, runs: int = 3, keep_results: int = 300) -> dict[str, Any]:
     """Seconds per end-of-run checkpoint + Data Docs build as runs accumulate in one folder."""
     from barkeeper.quality.data_docs import run_final_checkpoint
-    from barkeeper.quality.validation import prepare_bars_1m, prepare_session_quality
+    from barkeeper.quality.frames import prepare_bars_1m, prepare_session_quality
 
     minutes = SESSION_OPEN + 60 * np.arange(390, dtype=np.int64)
     bars = pd.concat([minute_bars(symbols, m) for m in range(390)], ignore_index=True)

@@ -25,7 +25,7 @@ MAX_DELAY_MINUTES = 5
 """Late bars arrive 1 to this many minutes after their own minute; duplicates 0 to this."""
 
 CORRUPTION_MODES = ("high_below_low", "nonpositive_price", "close_above_high")
-"""How a corrupted bar is damaged; each breaks a hard OHLC check (session_data.invalid_bars)."""
+"""How a corrupted bar is damaged; each breaks a hard OHLC check (session_records.invalid_bars)."""
 
 _OUTAGE = re.compile(r"^\s*(\d{1,2}):(\d{2})\s*-\s*(\d{1,2}):(\d{2})\s*$")
 

@@ -8,7 +8,8 @@ import pandas as pd
 from barkeeper.core.kernels import bucket_layout
 from barkeeper.core.panel import BAR_COLUMNS, PRICE_COLUMNS
 from barkeeper.live.session_results import SessionState
-from barkeeper.quality.validation import SuiteResult, prepare_bars_1m, prepare_derived
+from barkeeper.quality.frames import prepare_bars_1m, prepare_derived
+from barkeeper.quality.validation import SuiteResult
 
 
 class CycleChecks:

@@ -24,8 +24,9 @@ import pandas as pd
 from barkeeper.core.calendar import SessionMinutes
 from barkeeper.core.kernels import BucketLayout, bar_quality, derive
 from barkeeper.core.panel import PRICE_COLUMNS, Panel
-from barkeeper.live.session_data import Provenance, SessionData
-from barkeeper.quality.validation import hard_check_failures
+from barkeeper.live.session_data import SessionData
+from barkeeper.live.session_records import Provenance
+from barkeeper.quality.frames import hard_check_failures
 
 log = logging.getLogger(__name__)
 

@@ -18,7 +18,7 @@ import pandas as pd
 from barkeeper.core.calendar import Calendar, SessionMinutes
 from barkeeper.core.kernels import DerivedBars, bucket_layout, derive, derived_frame
 from barkeeper.core.panel import BAR_COLUMNS, Panel
-from barkeeper.live.session_data import Provenance
+from barkeeper.live.session_records import Provenance
 from barkeeper.live.session_results import SessionState, session_gaps, session_metrics
 from barkeeper.live.upkeep import SlotState
 from barkeeper.quality.validation import SuiteResult

@@ -34,7 +34,8 @@ from barkeeper.core.kernels import bucket_layout, derive
 from barkeeper.core.panel import PRICE_COLUMNS, Panel
 from barkeeper.core.synth import synthetic_bars
 from barkeeper.ingest.files import ingest_file
-from barkeeper.live.session_data import Provenance, SessionData
+from barkeeper.live.session_data import SessionData
+from barkeeper.live.session_records import Provenance
 from barkeeper.live.upkeep import SlotState, Upkeep, UpkeepConfig
 from barkeeper.params import ReplayParameters
 from models.engine import engine_for

@@ -17,10 +17,11 @@ from barkeeper.bench.coordinator import bench_coordinator, synthetic_feed
 from barkeeper.core.kernels import bucket_layout
 from barkeeper.core.panel import PRICE_COLUMNS
 from barkeeper.errors import ParameterError
-from barkeeper.live import coordinator as coordinator_module
+from barkeeper.live import delivery as delivery_module
 from barkeeper.live.coordinator import BacktestStreamCoordinator, StreamType, parse_speed
 from barkeeper.live.faults import FaultConfig, inject
-from barkeeper.live.session_data import Provenance, SessionData
+from barkeeper.live.session_data import SessionData
+from barkeeper.live.session_records import Provenance
 
 OPEN_TS = 1710250200  # 2024-03-12 09:30 America/New_York
 
@@ -278,9 +279,9 @@ def replay(
 ) -> tuple[SessionData, BacktestStreamCoordinator, list[tuple], bool]:
     """Stream `frame`; also report whether the plan took the feed's own order (no gather)."""
     fast: list[bool] = []
-    in_feed_order = coordinator_module._Plan.in_feed_order.__func__
+    in_feed_order = delivery_module.DeliveryPlan.in_feed_order.__func__
     monkeypatch.setattr(
-        coordinator_module._Plan,
+        delivery_module.DeliveryPlan,
         "in_feed_order",
         classmethod(lambda cls, *args: fast.append(True) or in_feed_order(cls, *args)),
     )
@@ -327,7 +328,7 @@ def test_a_feed_in_delivery_order_streams_like_the_same_bars_shuffled(
     swap[-2:] = swap[-2:][::-1]
     reordered = [frame.sample(frac=1.0, random_state=seed), frame.iloc[swap]]  # last two swapped
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(coordinator_module, "SLOT_ORDER_PREFIX", 3)  # check the prefix, then all
+        mp.setattr(delivery_module, "SLOT_ORDER_PREFIX", 3)  # check the prefix, then all
         sd, coordinator, seen, fast = replay(symbols, n, frame, mp)
         others = [replay(symbols, n, other, mp) for other in reordered]
 

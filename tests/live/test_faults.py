@@ -12,7 +12,7 @@ from barkeeper.bench.coordinator import synthetic_feed
 from barkeeper.core.panel import BAR_COLUMNS, PRICE_COLUMNS
 from barkeeper.errors import ParameterError
 from barkeeper.live.faults import MAX_DELAY_MINUTES, FaultConfig, inject, parse_outage
-from barkeeper.live.session_data import invalid_bars
+from barkeeper.live.session_records import invalid_bars
 
 LOSSY = FaultConfig(
     drop_rate=0.1,

@@ -19,12 +19,8 @@ from barkeeper.bench.coordinator import bench_memory
 from barkeeper.core.kernels import bucket_layout, derive
 from barkeeper.core.panel import PRICE_COLUMNS, Panel
 from barkeeper.errors import ParameterError
-from barkeeper.live.session_data import (
-    Provenance,
-    SessionData,
-    UnknownSymbolError,
-    invalid_bars,
-)
+from barkeeper.live.session_data import SessionData
+from barkeeper.live.session_records import Provenance, UnknownSymbolError, invalid_bars
 
 P = Provenance
 OPEN_TS = 1_700_000_000 - 1_700_000_000 % 86_400 + 14 * 3600 + 1800  # a 14:30 UTC open

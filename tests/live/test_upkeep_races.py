@@ -23,7 +23,8 @@ from barkeeper.core.kernels import bucket_layout, derive
 from barkeeper.core.panel import PRICE_COLUMNS, Panel
 from barkeeper.core.synth import synthetic_bars
 from barkeeper.live.faults import FaultConfig, inject
-from barkeeper.live.session_data import Provenance, SessionData
+from barkeeper.live.session_data import SessionData
+from barkeeper.live.session_records import Provenance
 from barkeeper.live.upkeep import SlotState, Upkeep, UpkeepConfig
 
 OPEN = 1_688_995_800  # 2023-07-10 13:30 UTC

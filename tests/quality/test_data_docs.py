@@ -14,8 +14,9 @@ import pytest
 from conftest import CHROMIUM_ARGS, REPO_ROOT, need
 
 from barkeeper.core.panel import BAR_COLUMNS
-from barkeeper.quality.data_docs import CDN_MAP, docs_site, localise_page, run_final_checkpoint
-from barkeeper.quality.validation import prepare_bars_1m, prepare_derived, prepare_session_quality
+from barkeeper.quality.data_docs import docs_site, run_final_checkpoint
+from barkeeper.quality.frames import prepare_bars_1m, prepare_derived, prepare_session_quality
+from barkeeper.quality.offline_assets import CDN_MAP, localise_page
 
 OUTPUT = REPO_ROOT / "test-output"
 

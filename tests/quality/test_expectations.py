@@ -16,17 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from barkeeper.core.panel import BAR_COLUMNS
-from barkeeper.quality.validation import (
-    SUITE_NAMES,
-    SUITES_DIR,
-    SuiteLoadError,
-    SuiteResult,
-    Validator,
+from barkeeper.quality.frames import (
     hard_check_failures,
     prepare_bars_1m,
     prepare_derived,
     prepare_session_quality,
 )
+from barkeeper.quality.suites import SUITE_NAMES, SUITES_DIR, SuiteLoadError
+from barkeeper.quality.validation import SuiteResult, Validator
 from models.tables import ValidationResult
 
 T0 = 1_689_000_000 // 60 * 60  # a whole minute
