@@ -15,3 +15,7 @@ class ParameterError(BarkeeperError):
 
 class UnknownRunError(BarkeeperError):
     """A run id (or --latest) names no run in the store."""
+
+
+class RepositoryChangedError(BarkeeperError):
+    """The repository no longer holds the rows a run read, so its series cannot be rebuilt."""

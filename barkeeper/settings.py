@@ -54,6 +54,13 @@ class Settings(BaseSettings):
         description="bar_quality (%) under which a session is flagged.",
     )
 
+    verify_exports: bool = Field(
+        default=False,
+        validation_alias=AliasChoices("BARKEEPER_VERIFY_EXPORTS", "verify_exports"),
+        description="After persisting a session, rebuild its series from the store and check "
+        "that it equals the in-memory full copy (for tests; costs a repository read).",
+    )
+
     data_upkeep_enabled: bool = True
     data_upkeep_check_interval_seconds: int = Field(default=60, ge=1, le=86_400)
     data_upkeep_retry_missing_bars: bool = True

@@ -8,6 +8,8 @@ parameter; table and column names come from the SQLModel tables.
 from __future__ import annotations
 
 import gc
+import io
+import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from contextlib import contextmanager
@@ -16,6 +18,8 @@ from datetime import UTC, datetime
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
+import pyarrow.csv as pa_csv
 from sqlalchemy import Connection, Engine, delete, func, select
 
 from barkeeper.core.panel import BAR_COLUMNS, PRICE_COLUMNS
@@ -27,6 +31,10 @@ QUARANTINE_COLUMNS = ("file", "line", "raw", "reason", "symbol")
 SQLITE_KEYS_PER_QUERY = 10_000  # (symbol, ts) pairs per lookup, at most
 SQLITE_SYMBOLS_PER_QUERY = 20_000  # symbols per range query, at most
 BAR_SELECT = ", ".join(BAR_COLUMNS)
+_BAR_SCHEMA = pa.schema(
+    [("symbol", pa.string()), ("ts", pa.int64())] + [(c, pa.float64()) for c in PRICE_COLUMNS]
+)
+_EMPTY_BARS = _BAR_SCHEMA.empty_table()
 
 Bind = Engine | Connection
 
@@ -67,30 +75,33 @@ def upsert_bars(bind: Bind, bars: pd.DataFrame, source: str) -> UpsertCounts:
     return UpsertCounts(stored=stored, skipped=len(bars) - stored)
 
 
-def read_bars(bind: Bind, symbols: Sequence[str], start_ts: int, end_ts: int) -> pd.DataFrame:
+def read_bars(engine: Engine, symbols: Sequence[str], start_ts: int, end_ts: int) -> pd.DataFrame:
     """1-minute bars of `symbols` with start_ts <= ts < end_ts, sorted by ts then symbol.
 
-    One query (SQLite: one per 20,000 symbols); rows come back as plain tuples and the frame
-    is built column-wise, then sorted in pandas (cheaper than ORDER BY for a session of
-    2,000 symbols, and the same code-point order on both backends).
+    PostgreSQL: columnar end to end, `COPY (SELECT ...) TO STDOUT` parsed by Arrow's CSV
+    reader in C++ (PostgreSQL prints floats in their shortest exact form, so values
+    round-trip). SQLite: one query (the symbols travel as one JSON parameter), plain DB-API
+    tuples transposed into Arrow columns: a second SQLite library in the process (ADBC) reads
+    columnar, but two SQLite copies break each other's file locks (measured: "disk I/O
+    error"). Either way the sort is on integer keys (symbols ranked once per name), never a
+    string comparison per row.
     """
     symbols = list(dict.fromkeys(symbols))
     if not symbols or end_ts <= start_ts:
-        return _bar_frame([])
-    head = f"SELECT {BAR_SELECT} FROM bar WHERE interval = {{p}} AND ts >= {{p}} AND ts < {{p}}"
+        return _bar_frame(_EMPTY_BARS)
     window = (BAR_INTERVAL, int(start_ts), int(end_ts))
-    rows: list[tuple] = []
-    with transaction(bind) as conn:
-        if conn.dialect.name == "postgresql":
-            sql = head.format(p="%s") + " AND symbol = ANY(%s)"
-            rows = _fetch(conn, sql, (*window, symbols))
-        else:
-            chunk = min(SQLITE_SYMBOLS_PER_QUERY, _sqlite_max_parameters(conn) - len(window))
-            for i in range(0, len(symbols), chunk):
-                part = symbols[i : i + chunk]
-                sql = head.format(p="?") + f" AND symbol IN ({', '.join('?' * len(part))})"
-                rows += _fetch(conn, sql, (*window, *part))
-    return _bar_frame(rows)
+    where = "interval = {p} AND ts >= {p} AND ts < {p}"
+    if engine.dialect.name == "postgresql":
+        sql = f"COPY (SELECT {BAR_SELECT} FROM bar WHERE {where} AND symbol = ANY({{p}})) TO STDOUT"
+        return _bar_frame(
+            _copy_out(engine, sql.format(p="%s") + " (FORMAT csv)", (*window, symbols))
+        )
+    sql = (
+        f"SELECT {BAR_SELECT} FROM bar WHERE {where} AND symbol IN (SELECT value FROM json_each(?))"
+    )
+    with engine.connect() as conn:
+        rows = _fetch(conn, sql.format(p="?"), (*window, json.dumps(symbols)))
+    return _bar_frame(_rows_table(rows))
 
 
 def read_bars_at(bind: Bind, keys: pd.DataFrame) -> pd.DataFrame:
@@ -100,7 +111,7 @@ def read_bars_at(bind: Bind, keys: pd.DataFrame) -> pd.DataFrame:
     on SQLite one query per 10,000 pairs (fewer on builds with a low parameter limit).
     """
     if keys.empty:
-        return _bar_frame([])
+        return _bar_frame(_EMPTY_BARS)
     pairs = keys[["symbol", "ts"]].drop_duplicates()
     symbols = pairs["symbol"].astype(str).tolist()
     stamps = pairs["ts"].to_numpy(dtype=np.int64).tolist()
@@ -127,7 +138,7 @@ def read_bars_at(bind: Bind, keys: pd.DataFrame) -> pd.DataFrame:
                     "AND b.interval = ?"
                 )
                 rows += _fetch(conn, sql, (*flat, BAR_INTERVAL))
-    return _bar_frame(rows)
+    return _bar_frame(_rows_table(rows))
 
 
 def known_symbols(bind: Bind) -> list[str]:
@@ -234,15 +245,45 @@ def _fetch(conn: Connection, sql: str, params: Sequence[object]) -> list[tuple]:
         cursor.close()
 
 
-def _bar_frame(rows: Sequence[Sequence[object]]) -> pd.DataFrame:
-    """A BAR_COLUMNS frame sorted by ts then symbol, built column-wise from result rows."""
+def _copy_out(engine: Engine, sql: str, params: Sequence[object]) -> pa.Table:
+    """`COPY ... TO STDOUT (FORMAT csv)` into Arrow, parsed in C++ with the bar schema."""
+    sink = io.BytesIO()
+    with engine.connect() as conn:
+        raw = conn.connection.driver_connection
+        with raw.cursor() as cursor, cursor.copy(sql, params) as copy:
+            for block in copy:
+                sink.write(block)
+        conn.rollback()
+    if not sink.tell():
+        return _EMPTY_BARS
+    sink.seek(0)
+    return pa_csv.read_csv(
+        sink,
+        read_options=pa_csv.ReadOptions(column_names=list(BAR_COLUMNS)),
+        convert_options=pa_csv.ConvertOptions(column_types=_BAR_SCHEMA),
+    )
+
+
+def _rows_table(rows: Sequence[Sequence[object]]) -> pa.Table:
+    """DB-API result rows as an Arrow table of the bar schema (transposed with the GC paused)."""
     with _gc_paused():
         columns = list(zip(*rows, strict=True)) if rows else [()] * len(BAR_COLUMNS)
-    data = {
-        "symbol": np.asarray(columns[0], dtype=object),
-        "ts": np.asarray(columns[1], dtype=np.int64),
-    }
-    for i, name in enumerate(PRICE_COLUMNS, start=2):
-        data[name] = np.asarray(columns[i], dtype=np.float64)
-    frame = pd.DataFrame(data, columns=list(BAR_COLUMNS))
-    return frame.sort_values(["ts", "symbol"], ignore_index=True, kind="stable")
+    return pa.table(
+        [pa.array(c, type=f.type) for c, f in zip(columns, _BAR_SCHEMA, strict=True)],
+        schema=_BAR_SCHEMA,
+    )
+
+
+def _bar_frame(table: pa.Table) -> pd.DataFrame:
+    """A BAR_COLUMNS frame sorted by ts then symbol, sorted on integer keys.
+
+    Symbols are ranked once per distinct name (code-point order), so the sort never compares
+    strings row by row (that alone cost more than the read).
+    """
+    symbols = table.column("symbol").combine_chunks().dictionary_encode()
+    names = symbols.dictionary.to_numpy(zero_copy_only=False)
+    rank = np.empty(len(names), dtype=np.int64)
+    rank[np.argsort(names, kind="stable")] = np.arange(len(names))
+    codes = rank[symbols.indices.to_numpy(zero_copy_only=False)]
+    order = np.lexsort((codes, table.column("ts").to_numpy()))
+    return table.take(order).to_pandas()

@@ -1,4 +1,4 @@
-"""Writes and reads of run results: runs, per-symbol metrics, gaps, run bars, validations."""
+"""Writes and reads of run results: runs, per-symbol metrics, gaps, validations."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from sqlmodel import Session
 
 from barkeeper.errors import UnknownRunError
 from models.bulk import insert_rows
-from models.tables import Gap, Run, RunBar, SessionMetric, ValidationResult
+from models.tables import Gap, Run, SessionMetric, ValidationResult
 
 RUN_STATUSES = ("running", "completed", "degraded", "failed", "interrupted")
 
@@ -108,17 +108,19 @@ def write_session_results(
     *,
     metrics: pd.DataFrame,
     gaps: pd.DataFrame,
-    bars: pd.DataFrame,
 ) -> None:
-    """Persist one session of a run; rewriting the same session replaces it (idempotent)."""
+    """Persist one session's metrics and gaps in one transaction; rewriting replaces them.
+
+    The session's bars are written by `models.run_bars.write_session_bars`.
+    """
     with engine.begin() as conn:
-        for table in (SessionMetric, Gap, RunBar):
+        for table in (SessionMetric, Gap):
             conn.execute(
                 delete(table).where(table.run_id == run_id, table.session == session_label)
             )
-    for table, frame in ((SessionMetric, metrics), (Gap, gaps), (RunBar, bars)):
-        if len(frame):
-            insert_rows(engine, table, frame.assign(run_id=run_id, session=session_label))
+        for table, frame in ((SessionMetric, metrics), (Gap, gaps)):
+            if len(frame):
+                insert_rows(conn, table, frame.assign(run_id=run_id, session=session_label))
 
 
 def write_validation_success(

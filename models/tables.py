@@ -115,7 +115,14 @@ class Gap(SQLModel, table=True):
 
 
 class RunBar(SQLModel, table=True):
-    """A bar as a run ended up with it: 1m (interval 1) or derived, with its provenance."""
+    """A bar of a run that is not the repository's bar as the run read it.
+
+    Sessions recorded in `run_session` store only their changes: 1m bars the run ended with
+    that differ from the repository's (backfilled, repaired, synthetic, or other values), and
+    a `none` marker (NULL prices) where the repository held a bar the run ended without; the
+    rest of the series is rebuilt from the repository (`barkeeper.reports.rebuild`). Sessions of
+    older runs (no `run_session` row) hold a full copy, derived bars included.
+    """
 
     __tablename__ = "run_bar"
     __table_args__ = (Index("ix_run_bar_session", "run_id", "session", "symbol", "interval"),)
@@ -125,14 +132,42 @@ class RunBar(SQLModel, table=True):
     interval: int = Field(primary_key=True)
     ts: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
     session: date
-    open: float
-    high: float
-    low: float
-    close: float
-    volume: float
-    provenance: str = Field(max_length=16)  # feed | backfill | repaired | synthetic | derived
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    close: float | None = None
+    volume: float | None = None
+    provenance: str = Field(max_length=16)  # feed|backfill|repaired|synthetic|derived|none
     constituents: int = 1
     expected_constituents: int = 1
+
+
+class RunSession(SQLModel, table=True):
+    """A session of a run stored as changes against the repository, and how to rebuild it."""
+
+    __tablename__ = "run_session"
+
+    run_id: str = Field(primary_key=True, max_length=64, foreign_key="run.id")
+    session: date = Field(primary_key=True)
+    calendar: str = Field(max_length=32)
+    extended_hours: bool = False
+    anchor: str = Field(default="session", max_length=16)
+    derived: str = Field(default="", max_length=255)  # intervals derived, e.g. "5,15,1440"
+    window_start: int = Field(sa_column=Column(BigInteger, nullable=False))
+    window_end: int = Field(sa_column=Column(BigInteger, nullable=False))
+    bars: int = 0  # run_bar rows written for the session (changes and markers)
+
+
+class RunSource(SQLModel, table=True):
+    """Fingerprint of the repository rows a run read for one symbol and session."""
+
+    __tablename__ = "run_source"
+
+    run_id: str = Field(primary_key=True, max_length=64, foreign_key="run.id")
+    session: date = Field(primary_key=True)
+    symbol: str = Field(primary_key=True, max_length=64)
+    bars: int = 0  # repository rows read (the session's local day)
+    digest: str = Field(max_length=32)  # blake2b-128 of (ts, OHLCV) in ts order, hex
 
 
 class ValidationResult(SQLModel, table=True):

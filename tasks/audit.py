@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
-import pandas as pd
 from prefect import task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
@@ -140,9 +139,7 @@ def store_session(database_url: str, run_id: str, audit: SessionAudit, check: Se
     """
     engine = engine_for(database_url)
     metrics = check.with_validation(audit.metrics)
-    write_session_results(
-        engine, run_id, audit.session, metrics=metrics, gaps=audit.gaps, bars=pd.DataFrame()
-    )
+    write_session_results(engine, run_id, audit.session, metrics=metrics, gaps=audit.gaps)
     write_validation_results(engine, check.records(run_id))
     derived = audit.derived_bars()
     start, end = int(audit.minutes.minutes[0]), audit.minutes.close_ts

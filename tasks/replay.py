@@ -30,12 +30,14 @@ from barkeeper.live.replay import (
     live,
     register,
 )
+from barkeeper.live.run_changes import assert_rebuilt, persist_session_bars
 from barkeeper.live.session_checks import final_frames, symbol_success
 from barkeeper.live.session_data import SessionData
 from barkeeper.live.session_results import SessionState, session_bars, session_gaps, session_metrics
 from barkeeper.live.upkeep import Upkeep, UpkeepConfig
 from barkeeper.params import ReplayParameters
 from barkeeper.quality.data_docs import run_final_checkpoint
+from barkeeper.reports.rebuild import session_series
 from barkeeper.settings import Settings, load_settings
 from models.engine import engine_for
 from models.repository import known_symbols, read_bars, read_bars_at
@@ -251,19 +253,28 @@ def validate_session(run_id: str, session: date) -> None:
 
 @task(cache_policy=NONE, retries=3, retry_delay_seconds=[1, 2, 5])
 def persist_session(run_id: str, session: date) -> dict[str, int]:
-    """Write the session's metrics, gaps and bars to the store (replacing a previous write)."""
+    """Write the session's metrics, gaps and bar changes to the store (replacing a previous write).
+
+    With BARKEEPER_VERIFY_EXPORTS set, the series is rebuilt from the store right after and
+    must equal the in-memory full copy exactly (AssertionError otherwise).
+    """
     replay = live(run_id)
     outcome = replay.outcomes[session]
-    write_session_results(
-        engine_for(replay.plan.database_url),
+    engine = engine_for(replay.plan.database_url)
+    write_session_results(engine, run_id, session, metrics=outcome.metrics, gaps=outcome.gaps)
+    bars = persist_session_bars(
+        engine,
         run_id,
-        session,
-        metrics=outcome.metrics,
-        gaps=outcome.gaps,
-        bars=outcome.bars,
+        outcome.state,
+        replay.sources[session],
+        calendar=replay.plan.calendar,
+        anchor=replay.plan.anchor,
     )
+    if load_settings().verify_exports:
+        assert_rebuilt(session_series(engine, run_id, session), outcome.bars, run_id, session)
+    del replay.sources[session]
     replay.release(session)
-    return {"metrics": len(outcome.metrics), "gaps": len(outcome.gaps), "bars": len(outcome.bars)}
+    return {"metrics": len(outcome.metrics), "gaps": len(outcome.gaps), "bars": bars}
 
 
 def cycle_validation(replay: Replay, session: date, closing: bool = False) -> None:

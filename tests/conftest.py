@@ -20,6 +20,10 @@ REAL_DIR = REPO_ROOT.parent / "shared" / "data" / "real"
 TEST_DATA = REPO_ROOT / "tests" / "data"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 
+# Every replay in the test session (in process or in a subprocess) rebuilds each persisted
+# session from the store and checks it equals the in-memory full copy.
+os.environ["BARKEEPER_VERIFY_EXPORTS"] = "1"
+
 
 def need(condition: bool, reason: str) -> None:
     """Skip with a visible reason on a developer machine; fail in CI, where it must be there."""

@@ -30,6 +30,7 @@ from barkeeper.core.panel import Panel
 from barkeeper.errors import ParameterError
 from barkeeper.live.coordinator import BacktestStreamCoordinator
 from barkeeper.live.faults import FaultConfig, inject
+from barkeeper.live.run_changes import SourceSlice, source_slice
 from barkeeper.live.session_checks import CycleChecks
 from barkeeper.live.session_data import SessionData
 from barkeeper.live.session_results import SessionState
@@ -139,6 +140,7 @@ class Replay:
     outcomes: dict[date, SessionOutcome] = field(default_factory=dict)
     _outcomes_lock: threading.Lock = field(default_factory=threading.Lock)
     coverage: dict[date, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
+    sources: dict[date, SourceSlice] = field(default_factory=dict)  # read, not yet persisted
     on_progress: Callable[[float], None] | None = None
 
     def __post_init__(self) -> None:
@@ -181,7 +183,9 @@ class Replay:
         began = perf_counter()
         minutes = self.calendar.session_minutes(session, self.plan.extended_hours)
         layouts = self.layouts(minutes)
-        bars = self.read_bars(self.plan.symbols, *self.day_window(session))
+        window = self.day_window(session)
+        bars = self.read_bars(self.plan.symbols, *window)
+        self.sources[session] = source_slice(bars, minutes, self.plan.symbols, window)
         inside = np.isin(bars["ts"].to_numpy(), minutes.minutes)
         outside = bars.loc[~inside].groupby("symbol").size()
         faulted = inject(bars.loc[inside].reset_index(drop=True), self.plan.faults)

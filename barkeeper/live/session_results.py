@@ -154,9 +154,23 @@ def session_gaps(state: SessionState, max_retries: int) -> pd.DataFrame:
 
 
 def session_bars(state: SessionState) -> pd.DataFrame:
-    """The session's 1m bars with provenance, then its derived bars, as run_bar rows."""
-    panel = state.panel
-    rows, cols = np.nonzero(state.provenance != Provenance.NONE)
+    """The session's 1m bars with provenance, then its derived bars: the run's full series."""
+    return series_bars(state.panel, state.provenance, state.derived)
+
+
+PROVENANCE_NAMES = {p.value: p.name.lower() for p in Provenance}
+"""Provenance codes as stored and exported (`none` marks a bar the run ended without)."""
+
+
+def series_bars(
+    panel: Panel, provenance: np.ndarray, derived: dict[int, DerivedBars]
+) -> pd.DataFrame:
+    """Bars of a panel (slots with a provenance), then `derived`'s non-empty buckets.
+
+    Columns symbol, interval, ts, OHLCV, provenance, constituents, expected_constituents;
+    1m rows by symbol then ts, then each interval's rows by symbol then ts.
+    """
+    rows, cols = np.nonzero(provenance != Provenance.NONE)
     symbols = np.asarray(panel.symbols, dtype=object)
     one_minute = pd.DataFrame(
         {
@@ -164,15 +178,13 @@ def session_bars(state: SessionState) -> pd.DataFrame:
             "interval": 1,
             "ts": panel.minutes[cols],
             **{name: getattr(panel, name)[rows, cols] for name in PRICE_COLUMNS},
-            "provenance": pd.Series(state.provenance[rows, cols]).map(
-                {p.value: p.name.lower() for p in Provenance}
-            ),
+            "provenance": pd.Series(provenance[rows, cols]).map(PROVENANCE_NAMES),
             "constituents": 1,
             "expected_constituents": 1,
         }
     )
     frames = [one_minute]
-    for interval, bars in sorted(state.derived.items()):
+    for interval, bars in sorted(derived.items()):
         r, b = np.nonzero(bars.count > 0)
         frames.append(
             pd.DataFrame(

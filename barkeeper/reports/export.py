@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import date
 
 import pandas as pd
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine
 
 from barkeeper.core.panel import PRICE_COLUMNS, ts_to_utc
 from barkeeper.errors import ParameterError
+from barkeeper.reports.rebuild import session_series
 from models.results import resolve_run
-from models.tables import RunBar
 
 EXPORT_COLUMNS = ("timestamp", *PRICE_COLUMNS, "provenance")
 
@@ -18,35 +18,26 @@ EXPORT_COLUMNS = ("timestamp", *PRICE_COLUMNS, "provenance")
 def export_bars(
     engine: Engine, run_id: str | None, symbol: str, session: date, interval: int
 ) -> pd.DataFrame:
-    """Bars of `symbol` in `session` at `interval` minutes, ascending, with ISO UTC timestamps."""
+    """Bars of `symbol` in `session` at `interval` minutes, ascending, with ISO UTC timestamps.
+
+    The series is rebuilt from the repository and the run's changes (refused with
+    RepositoryChangedError when the repository no longer holds what the run read).
+    """
     run = resolve_run(engine, run_id)
-    query = (
-        select(
-            RunBar.ts,
-            RunBar.open,
-            RunBar.high,
-            RunBar.low,
-            RunBar.close,
-            RunBar.volume,
-            RunBar.provenance,
-        )
-        .where(
-            RunBar.run_id == run.id,
-            RunBar.symbol == symbol,
-            RunBar.session == session,
-            RunBar.interval == interval,
-        )
-        .order_by(RunBar.ts)
-    )
-    with engine.connect() as conn:
-        frame = pd.DataFrame(
-            conn.execute(query).all(), columns=["ts", *PRICE_COLUMNS, "provenance"]
-        )
+    bars = session_series(engine, run.id, session, [symbol])
+    frame = export_frame(bars.loc[bars["interval"] == interval])
     if frame.empty:
         raise ParameterError(
             f"run {run.id} has no {interval}-minute bars of {symbol} on {session}; "
             "check --symbol, --date and --interval against `barkeeper report`"
         )
-    stamps = ts_to_utc(frame.pop("ts")).strftime("%Y-%m-%dT%H:%M:%SZ")
-    frame.insert(0, "timestamp", stamps)
-    return frame.loc[:, list(EXPORT_COLUMNS)]
+    return frame
+
+
+def export_frame(bars: pd.DataFrame) -> pd.DataFrame:
+    """Bars of one symbol and interval (ts, OHLCV, provenance) as exported: by time, ISO UTC."""
+    frame = bars.sort_values("ts").reset_index(drop=True)
+    stamps = ts_to_utc(frame["ts"]).strftime("%Y-%m-%dT%H:%M:%SZ")
+    out = frame.loc[:, [*PRICE_COLUMNS, "provenance"]].astype({"provenance": object})
+    out.insert(0, "timestamp", stamps)
+    return out.loc[:, list(EXPORT_COLUMNS)]

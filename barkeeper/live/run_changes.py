@@ -1,0 +1,124 @@
+"""What a run records of a session: the bars it changed against the repository, not a copy.
+
+A run ends each session with the repository's bars except where the feed lost, broke or
+changed them, so it stores only those slots (backfilled, repaired, synthetic or different
+bars, and a `none` marker where the repository held a bar the run ended without) and a
+fingerprint of every symbol's slice it read. `barkeeper.reports.rebuild` puts the series back
+together from the repository and these rows.
+
+Derived bars are not stored: they are recomputed at export by the same kernel (`derive`) from
+the rebuilt 1m series and the session's layout (calendar, extended hours, anchor, intervals,
+all in `run_session`). Measured on 500 synthetic symbols x one session (BENCHMARKS.md, "Run
+bars"), the derived rows were 62,500 of a full copy's 257,500 rows, ~15 MB of SQLite store per
+session: alone more than the 6 MB budget; recomputed they cost a few milliseconds per symbol at
+export and are bit-identical to the copy (every replay test checks it with
+BARKEEPER_VERIFY_EXPORTS=1).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date
+
+import numpy as np
+import pandas as pd
+from sqlalchemy import Engine
+
+from barkeeper.core.calendar import SessionMinutes
+from barkeeper.core.fingerprint import slice_digests
+from barkeeper.core.panel import PRICE_COLUMNS, Panel
+from barkeeper.live.session_records import Provenance
+from barkeeper.live.session_results import PROVENANCE_NAMES, SessionState
+from models.run_bars import write_session_bars
+
+SYMBOLS_PER_CHUNK = 500
+"""Symbols whose changes are built and inserted at a time: bounds persistence memory."""
+
+
+@dataclass(frozen=True, eq=False)
+class SourceSlice:
+    """The repository's bars of one session as the run read them.
+
+    `panel` holds the bars at the session's minutes (what the run's series starts from);
+    `digests` fingerprints every symbol's rows of the read `window` (the local day).
+    """
+
+    panel: Panel
+    digests: pd.DataFrame
+    window: tuple[int, int]
+
+
+def source_slice(
+    bars: pd.DataFrame, minutes: SessionMinutes, symbols: tuple[str, ...], window: tuple[int, int]
+) -> SourceSlice:
+    """Fingerprint the rows read for a session and lay its in-session bars out as a panel."""
+    panel = Panel.empty(symbols, minutes.minutes)
+    panel.fill(bars)
+    return SourceSlice(panel=panel, digests=slice_digests(bars, symbols), window=window)
+
+
+def session_changes(state: SessionState, source: SourceSlice, rows: slice) -> pd.DataFrame:
+    """The run_bar changes of the panel rows `rows`: every slot that differs from the source.
+
+    A slot is unchanged only when the run ended with a feed bar equal (all five values) to
+    the repository's bar there; a backfilled or repaired bar counts as changed even with the
+    same values, since its provenance differs.
+    """
+    prov = state.provenance[rows]
+    have = prov != Provenance.NONE
+    repo = source.panel.present[rows]
+    same = have & repo & (prov == Provenance.FEED)
+    for name in PRICE_COLUMNS:
+        same &= getattr(state.panel, name)[rows] == getattr(source.panel, name)[rows]
+    r, c = np.nonzero((have & ~same) | (~have & repo))
+    symbols = np.asarray(state.panel.symbols, dtype=object)[rows]
+    return pd.DataFrame(
+        {
+            "symbol": symbols[r],
+            "ts": state.panel.minutes[c],
+            **{name: getattr(state.panel, name)[rows][r, c] for name in PRICE_COLUMNS},
+            "provenance": pd.Series(prov[r, c]).map(PROVENANCE_NAMES).to_numpy(dtype=object),
+        }
+    )
+
+
+def persist_session_bars(
+    engine: Engine,
+    run_id: str,
+    state: SessionState,
+    source: SourceSlice,
+    *,
+    calendar: str,
+    anchor: str,
+) -> int:
+    """Write the session's changes and fingerprints (one transaction); return the rows written."""
+    minutes = state.minutes
+    spec = {
+        "calendar": calendar,
+        "extended_hours": minutes.extended_hours,
+        "anchor": anchor,
+        "derived": ",".join(str(n) for n in sorted(state.derived)),
+        "window_start": source.window[0],
+        "window_end": source.window[1],
+    }
+    return write_session_bars(
+        engine, run_id, minutes.session, spec, source.digests, _chunks(state, source)
+    )
+
+
+def _chunks(state: SessionState, source: SourceSlice) -> Iterator[pd.DataFrame]:
+    n_symbols = state.panel.shape[0]
+    for start in range(0, n_symbols, SYMBOLS_PER_CHUNK):
+        yield session_changes(state, source, slice(start, start + SYMBOLS_PER_CHUNK))
+
+
+def assert_rebuilt(rebuilt: pd.DataFrame, full: pd.DataFrame, run_id: str, session: date) -> None:
+    """Raise AssertionError unless the series rebuilt from the store is the full copy, exactly."""
+    order = ["interval", "symbol", "ts"]
+    got = rebuilt.sort_values(order, ignore_index=True).astype({"provenance": object})
+    want = full.loc[:, list(rebuilt.columns)].sort_values(order, ignore_index=True)
+    want = want.astype({"provenance": object, "symbol": got["symbol"].dtype})
+    pd.testing.assert_frame_equal(
+        got, want, check_exact=True, check_dtype=False, obj=f"run {run_id} session {session}"
+    )

@@ -1,0 +1,60 @@
+"""Runs record what they changed: nullable run_bar prices (markers), run_session, run_source.
+
+Revision ID: 0003
+Revises: 0002
+Create Date: 2026-12-04 19:20:00
+
+Existing runs keep their full copies in run_bar and still export as before (a session with no
+run_session row is read as a full copy).
+"""
+
+from __future__ import annotations
+
+import sqlalchemy as sa
+from alembic import op
+
+revision = "0003"
+down_revision = "0002"
+branch_labels = None
+depends_on = None
+
+PRICES = ("open", "high", "low", "close", "volume")
+
+
+def upgrade() -> None:
+    with op.batch_alter_table("run_bar") as batch:
+        for name in PRICES:
+            batch.alter_column(name, existing_type=sa.Float(), nullable=True)
+    op.create_table(
+        "run_session",
+        sa.Column("run_id", sa.String(length=64), nullable=False),
+        sa.Column("session", sa.Date(), nullable=False),
+        sa.Column("calendar", sa.String(length=32), nullable=False),
+        sa.Column("extended_hours", sa.Boolean(), nullable=False),
+        sa.Column("anchor", sa.String(length=16), nullable=False),
+        sa.Column("derived", sa.String(length=255), nullable=False),
+        sa.Column("window_start", sa.BigInteger(), nullable=False),
+        sa.Column("window_end", sa.BigInteger(), nullable=False),
+        sa.Column("bars", sa.Integer(), nullable=False),
+        sa.ForeignKeyConstraint(["run_id"], ["run.id"]),
+        sa.PrimaryKeyConstraint("run_id", "session"),
+    )
+    op.create_table(
+        "run_source",
+        sa.Column("run_id", sa.String(length=64), nullable=False),
+        sa.Column("session", sa.Date(), nullable=False),
+        sa.Column("symbol", sa.String(length=64), nullable=False),
+        sa.Column("bars", sa.Integer(), nullable=False),
+        sa.Column("digest", sa.String(length=32), nullable=False),
+        sa.ForeignKeyConstraint(["run_id"], ["run.id"]),
+        sa.PrimaryKeyConstraint("run_id", "session", "symbol"),
+    )
+
+
+def downgrade() -> None:
+    op.drop_table("run_source")
+    op.drop_table("run_session")
+    op.execute("DELETE FROM run_bar WHERE open IS NULL")  # markers have no full-copy meaning
+    with op.batch_alter_table("run_bar") as batch:
+        for name in PRICES:
+            batch.alter_column(name, existing_type=sa.Float(), nullable=False)
