@@ -18,9 +18,10 @@ from prefect.exceptions import PrefectHTTPStatusError
 from served import AUDIT_BAD_FILE, AUDIT_GOOD_FILE, REPLAY_PARAMETERS, Served
 from sqlmodel import Session
 
+from barkeeper.reports.rebuild import run_series
 from models.engine import engine_for
 from models.results import read_table
-from models.tables import Run, RunBar, SessionMetric
+from models.tables import Run, SessionMetric
 
 pytestmark = pytest.mark.server
 REPO = REPO_ROOT
@@ -80,7 +81,7 @@ def test_custom_replay_run_completes_with_artifacts_and_store(
     assert set(metrics["symbol"]) == {"MSFT", "DBB"}
     msft = metrics[(metrics["symbol"] == "MSFT") & (metrics["segment"] == "regular")]
     assert (msft["bar_quality"] == 100.0).all()  # the repository is whole; upkeep backfilled
-    bars = read_table(engine, RunBar, run_id)
+    bars = run_series(engine, run_id)
     assert {1, 5, 15} <= set(bars["interval"])
     assert (bars.loc[bars["interval"] == 1, "provenance"] == "backfill").any()
 

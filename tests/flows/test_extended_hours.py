@@ -22,11 +22,12 @@ from helpers import session_ohlcv
 from barkeeper.core.panel import PRICE_COLUMNS, utc_to_ts
 from barkeeper.ingest.files import ingest_file
 from barkeeper.params import ReplayParameters
+from barkeeper.reports.rebuild import run_series
 from models.engine import engine_for
 from models.repository import upsert_bars
 from models.results import read_table
 from models.schema import init_db
-from models.tables import RunBar, SessionMetric
+from models.tables import SessionMetric
 
 MSFT_FILE = "MSFT_1min_2023-07-10_to_2023-07-13.csv"
 START, END = date(2023, 7, 10), date(2023, 7, 13)
@@ -154,7 +155,7 @@ def test_each_segment_has_its_own_expected_minutes_and_quality(
 def test_derived_bars_are_anchored_at_each_segment_open(
     report: dict[str, Any], store: str, vendor: pd.DataFrame
 ) -> None:
-    bars = read_table(engine_for(store), RunBar, report["run_id"])
+    bars = run_series(engine_for(store), report["run_id"])
     for entry in report["sessions"]:
         session = date.fromisoformat(entry["date"])
         mine = bars.loc[bars["session"] == session]

@@ -38,6 +38,7 @@ from barkeeper.live.session_data import SessionData
 from barkeeper.live.session_records import Provenance
 from barkeeper.live.upkeep import SlotState, Upkeep, UpkeepConfig
 from barkeeper.params import ReplayParameters
+from barkeeper.reports.rebuild import run_series
 from models.engine import engine_for
 from models.repository import read_bars, upsert_bars
 from models.results import create_run, mark_interrupted, resolve_run
@@ -335,9 +336,8 @@ def test_sigkill_mid_replay_then_rerun_loses_and_duplicates_nothing(tmp_path: Pa
              "GROUP BY run_id, symbol, interval, ts HAVING count(*) > 1")  # fmt: skip
     assert _rows(url, twice) == []
     minutes = set(Calendar("XNYS").session_minutes(SESSION).minutes.tolist())
-    bars = pd.DataFrame(_rows(url, f"SELECT symbol, ts, provenance FROM run_bar WHERE run_id = "
-                                   f"'{report['run_id']}' AND interval = 1"),
-                        columns=["symbol", "ts", "provenance"])  # fmt: skip
+    bars = run_series(engine_for(url), report["run_id"])
+    bars = bars.loc[bars["interval"] == 1]
     bars = bars.loc[bars["ts"].isin(minutes) & (bars["provenance"] != "synthetic")]
     for symbol in SYMBOLS:
         expected = sum(1 for s, ts, *_ in repository if s == symbol and ts in minutes)

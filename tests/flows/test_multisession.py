@@ -30,11 +30,10 @@ from barkeeper.live.replay import attach_handlers
 from barkeeper.live.session_data import SessionData
 from barkeeper.params import ReplayParameters
 from barkeeper.reports.export import export_bars
+from barkeeper.reports.rebuild import run_series
 from models.engine import engine_for
 from models.repository import read_bars, upsert_bars
-from models.results import read_table
 from models.schema import init_db
-from models.tables import RunBar
 
 log = logging.getLogger(__name__)
 
@@ -179,7 +178,7 @@ def test_date_range_replays_every_calendar_session(
     assert dates == [str(s) for s in sessions]
     assert not {str(h) for h in HOLIDAYS} & set(dates)
     assert report["timings"]["rolls"] == len(sessions) - 1
-    run_bars = read_table(engine_for(store), RunBar, report["run_id"])
+    run_bars = run_series(engine_for(store), report["run_id"])
     for entry, session in zip(report["sessions"], sessions, strict=True):
         minutes = xc_minutes(session)
         open_ts, close_ts = int(minutes[0]), int(minutes[-1]) + 60
@@ -444,22 +443,10 @@ def synth_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> str:
 
 
 def run_bar_difference(url: str, run_a: str, run_b: str) -> int:
-    """Rows of run_bar in one run and not the other (both ways), run ids aside."""
-    from sqlalchemy import text
-
-    columns = (
-        "symbol, interval, ts, session, open, high, low, close, volume, provenance, "
-        "constituents, expected_constituents"
-    )
-    one_way = (
-        f"SELECT {columns} FROM run_bar WHERE run_id = :a "
-        f"EXCEPT SELECT {columns} FROM run_bar WHERE run_id = :b"
-    )
-    with engine_for(url).connect() as conn:
-        return sum(
-            conn.execute(text(f"SELECT count(*) FROM ({one_way})"), {"a": a, "b": b}).scalar_one()
-            for a, b in ((run_a, run_b), (run_b, run_a))
-        )
+    """Bars (rebuilt series) in one run and not the other (both ways), run ids aside."""
+    a, b = (run_series(engine_for(url), run) for run in (run_a, run_b))
+    both = a.merge(b, how="outer", indicator=True)
+    return int((both["_merge"] != "both").sum())
 
 
 @pytest.mark.slow

@@ -5,7 +5,8 @@ Revises: 0002
 Create Date: 2026-12-04 19:20:00
 
 Existing runs keep their full copies in run_bar and still export as before (a session with no
-run_session row is read as a full copy).
+run_session row is read as a full copy). A store adopted from before migrations (tables made by
+`create_all` from newer tables) may already have the new tables: they are made only if missing.
 """
 
 from __future__ import annotations
@@ -25,6 +26,14 @@ def upgrade() -> None:
     with op.batch_alter_table("run_bar") as batch:
         for name in PRICES:
             batch.alter_column(name, existing_type=sa.Float(), nullable=True)
+    present = set(sa.inspect(op.get_bind()).get_table_names())
+    if "run_session" not in present:
+        _create_run_session()
+    if "run_source" not in present:
+        _create_run_source()
+
+
+def _create_run_session() -> None:
     op.create_table(
         "run_session",
         sa.Column("run_id", sa.String(length=64), nullable=False),
@@ -39,6 +48,9 @@ def upgrade() -> None:
         sa.ForeignKeyConstraint(["run_id"], ["run.id"]),
         sa.PrimaryKeyConstraint("run_id", "session"),
     )
+
+
+def _create_run_source() -> None:
     op.create_table(
         "run_source",
         sa.Column("run_id", sa.String(length=64), nullable=False),
