@@ -31,7 +31,7 @@ def slice_digests(bars: pd.DataFrame, symbols: Sequence[str]) -> pd.DataFrame:
         Columns symbol, bars, digest (32 hex characters), in the order of `symbols`.
     """
     symbols = list(symbols)
-    codes = pd.Categorical(bars["symbol"], categories=symbols).codes.astype(np.int64)
+    codes = pd.Index(symbols).get_indexer(bars["symbol"]).astype(np.int64)
     ts = bars["ts"].to_numpy(dtype=np.int64)
     keep = codes >= 0
     order = np.lexsort((ts[keep], codes[keep]))
