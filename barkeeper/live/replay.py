@@ -15,7 +15,7 @@ import importlib
 import inspect
 import logging
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from time import monotonic, perf_counter
@@ -36,6 +36,7 @@ from barkeeper.live.session_results import SessionState
 from barkeeper.live.upkeep import Upkeep, UpkeepConfig
 
 if TYPE_CHECKING:
+    from barkeeper.quality.final_checks import FinalChecks
     from barkeeper.quality.validation import Validator
 
 log = logging.getLogger(__name__)
@@ -140,6 +141,8 @@ class Replay:
     _outcomes_lock: threading.Lock = field(default_factory=threading.Lock)
     coverage: dict[date, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     on_progress: Callable[[float], None] | None = None
+    final: FinalChecks | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         for session in self.plan.sessions:
@@ -162,6 +165,16 @@ class Replay:
             outcome.users += 1
             if outcome.users >= (2 if self.plan.upkeep_enabled else 1):
                 del self.outcomes[session]
+
+    def add_records(self, records: Iterable[dict[str, Any]]) -> None:
+        """Queue validation records for the stream side, the run's one writer of results."""
+        with self._outcomes_lock:
+            self.records.extend(records)
+
+    def take_records(self) -> list[dict[str, Any]]:
+        with self._outcomes_lock:
+            records, self.records = self.records, []
+        return records
 
     def session_share(self) -> float:
         """How far the current session's clock has come, 0..1 (for progress bars)."""
