@@ -1,13 +1,15 @@
 """Flow `replay_sessions`: sessions replayed through the coordinator, kept clean by the upkeep.
 
-The coordinator side (one task per step and session) runs in a worker thread; the upkeep is one
-long-lived subflow in the flow's own thread, so Prefect bookkeeping per session stays fixed.
+A run has four Prefect runs, whatever its sessions and symbols: `open_run`, the long-lived
+`stream_sessions` task (in a worker thread: load, stream, persist per session, as plain calls
+retried where they do I/O), the one `data_upkeep` subflow in the flow's own thread (cycles,
+final pass, batched validation), and `publish_report`. Progress is an artifact per session.
 """
 
 from __future__ import annotations
 
-import contextvars
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import date
 from time import perf_counter
 from typing import Any
 
@@ -17,18 +19,23 @@ from prefect.runtime import flow_run
 from prefect.settings import PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
 
 from barkeeper.live.replay import LoadedSession, SessionTiming, live, timing_report, unregister
+from barkeeper.live.retry import retrying
 from barkeeper.params import ReplayParameters
 from models.engine import engine_for
 from models.results import finish_run
 from tasks.replay import (
+    LOAD_RETRY_DELAYS_S,
+    PERSIST_RETRY_DELAYS_S,
     capture_outcome,
     cycle_validation,
+    finish_validation,
     load_history,
     load_session,
     open_run,
     persist_session,
     stream_session,
     validate_session,
+    write_records,
 )
 from tasks.report import publish_report
 
@@ -41,22 +48,22 @@ def stream_sessions(run_id: str) -> list[dict[str, Any]]:
     ahead = replay.plan.prefetch
     prefetch = ThreadPoolExecutor(max_workers=1, thread_name_prefix="barkeeper-prefetch")
 
-    def read_ahead(session):  # a task run of its own, in the prefetch thread
-        return prefetch.submit(contextvars.copy_context().run, load_session, run_id, session)
+    def load(session: date) -> LoadedSession:
+        return retrying(lambda: load_session(run_id, session), LOAD_RETRY_DELAYS_S, "load")
 
-    def take(session, pending) -> LoadedSession:
+    def take(session: date, pending: Future[LoadedSession] | None) -> LoadedSession:
         """The prefetched session, or a direct read without prefetch or when it failed."""
         if pending is not None:
             try:
                 return pending.result()
             except Exception:
                 get_run_logger().warning("prefetch of %s failed; reading it now", session)
-        return load_session(run_id, session)
+        return load(session)
 
     try:
-        pending = read_ahead(sessions[0]) if ahead else None
+        pending = prefetch.submit(load, sessions[0]) if ahead else None
         if replay.plan.trailing_days:
-            load_history(run_id, sessions[0])
+            retrying(lambda: load_history(run_id, sessions[0]), LOAD_RETRY_DELAYS_S, "history")
         closed_at = None
         for i, session in enumerate(sessions):
             timing = SessionTiming(session)
@@ -64,7 +71,7 @@ def stream_sessions(run_id: str) -> list[dict[str, Any]]:
             loaded = take(session, pending)
             timing.load_wait_s = perf_counter() - waited
             if ahead and i + 1 < len(sessions):
-                pending = read_ahead(sessions[i + 1])
+                pending = prefetch.submit(load, sessions[i + 1])
             if closed_at is not None:
                 timing.roll_pause_s = perf_counter() - closed_at
             began = perf_counter()
@@ -76,7 +83,11 @@ def stream_sessions(run_id: str) -> list[dict[str, Any]]:
             else:
                 capture_outcome(replay, session)
             timing.settle_wait_s = perf_counter() - settle
-            persist_session(run_id, session)  # while the upkeep validates the same outcome
+            # while the upkeep validates the same outcome
+            retrying(
+                lambda s=session: persist_session(run_id, s), PERSIST_RETRY_DELAYS_S, "persist"
+            )
+            write_records(run_id)
             closed_at = perf_counter()
             replay.timings.append(timing)
             replay.progress(i + 1)
@@ -100,6 +111,7 @@ def data_upkeep(run_id: str) -> dict[str, Any]:
             capture_outcome(replay, session)
             replay.settled[session].set()
             validate_session(run_id, session)
+        finish_validation(run_id)
     except BaseException as error:
         replay.failure = f"upkeep failed: {error}"
         raise
@@ -121,6 +133,7 @@ def replay_sessions(replay: ReplayParameters) -> dict[str, Any]:
             with temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None}):
                 data_upkeep(run_id)
         timings = streaming.result()
+        write_records(run_id)  # the last batch's, validated after the stream's last write
         summary = publish_report(run_id)
     except BaseException as error:
         finish_run(engine, run_id, "failed", error=f"{type(error).__name__}: {error}")

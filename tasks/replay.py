@@ -1,7 +1,8 @@
-"""Tasks of the replay flow: each wraps one I/O step or one stretch of the live replay.
+"""Steps of the replay flow: `open_run` is a task; the per-session steps are plain calls.
 
-Tasks receive the run id and find the live replay with `live(run_id)`: arrays never travel
-through Prefect. Their number per session is fixed, whatever the symbol or bar count.
+The flow's few long-lived tasks (and its one upkeep subflow) call these steps once per session,
+so Prefect's bookkeeping per run does not grow with sessions, symbols or bars. Steps receive
+the run id and find the live replay with `live(run_id)`: arrays never travel through Prefect.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ from barkeeper.live.session_data import SessionData
 from barkeeper.live.session_results import SessionState, session_bars, session_gaps, session_metrics
 from barkeeper.live.upkeep import Upkeep, UpkeepConfig
 from barkeeper.params import ReplayParameters
-from barkeeper.quality.data_docs import run_final_checkpoint
+from barkeeper.quality.final_checks import FinalChecks
+from barkeeper.quality.frames import prepare_session_quality
+from barkeeper.quality.validation import SuiteResult
 from barkeeper.reports.rebuild import session_series
 from barkeeper.settings import Settings, load_settings
 from models.engine import engine_for
@@ -48,6 +51,7 @@ from models.results import (
     write_validation_results,
 )
 from models.schema import init_db
+from tasks.report import CHARTED_SESSIONS
 
 
 class RepositorySource:
@@ -143,6 +147,11 @@ def open_run(replay: ReplayParameters, run_id: str) -> ReplayPlan:
         calendar=Calendar(plan.calendar),
         read_bars=partial(read_bars, engine),
     )
+    replay_state.final = FinalChecks(
+        run_id,
+        Path(plan.reports_dir) / "data_docs",
+        {"quality_threshold": plan.quality_threshold},
+    )
     replay_state.coordinator = BacktestStreamCoordinator(data, plan.speed)
     attach_handlers(replay_state.coordinator, data, plan.handlers)
     replay_state.upkeep = Upkeep(
@@ -167,19 +176,20 @@ def open_run(replay: ReplayParameters, run_id: str) -> ReplayPlan:
     return plan
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=[1, 5])
+LOAD_RETRY_DELAYS_S = (1.0, 5.0)
+PERSIST_RETRY_DELAYS_S = (1.0, 2.0, 5.0)
+
+
 def load_history(run_id: str, first: date) -> None:
     """Read the trailing sessions before `first` into session_data."""
     live(run_id).load_history(first)
 
 
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=[1, 5])
 def load_session(run_id: str, session: date) -> LoadedSession:
     """Read one session's bars from the repository through the fault injector."""
     return live(run_id).load(session)
 
 
-@task(cache_policy=NONE)
 def stream_session(run_id: str, loaded: LoadedSession) -> dict[str, float]:
     """Replay one session through the coordinator, in timestamp order across symbols."""
     replay = live(run_id)
@@ -213,45 +223,54 @@ def capture_outcome(replay: Replay, session: date) -> None:
         bars=session_bars(state),
         rejected=replay.checks.rejected_frame(state.minutes.minutes),
     )
-    replay.coverage[session] = (state.minutes.minutes, state.provenance)
+    if len(replay.coverage) < CHARTED_SESSIONS:
+        replay.coverage[session] = (state.minutes.minutes, state.provenance)
 
 
-@task(cache_policy=NONE)
 def validate_session(run_id: str, session: date) -> None:
-    """Validate the session's final bars, derived bars and metrics in one GX checkpoint.
+    """Queue the session's final bars, derived bars and metrics for the run's GX batches.
 
-    The checkpoint also writes the session's Data Docs pages, so nothing of the session has
-    to stay in memory until the end of the run.
+    Only the prepared frames wait for their batch (bounded in rows), not the session's state.
     """
     replay = live(run_id)
     outcome = replay.outcomes[session]
     bars_1m, derived = final_frames(outcome.state, outcome.bars)
     metrics = outcome.metrics
-    frames = {"bars_1m": bars_1m, "session_quality": metrics.loc[metrics["segment"] == "regular"]}
-    if len(derived):
-        frames["bars_derived"] = derived
-    docs = Path(replay.plan.reports_dir) / "data_docs"
-    parameters = {"quality_threshold": replay.plan.quality_threshold}
-    checkpoint = run_final_checkpoint(run_id, str(session), frames, docs, parameters=parameters)
-    results = checkpoint.results
-    replay.symbol_success[session] = symbol_success(results, outcome.state.panel.symbols)
-    replay.data_docs[session] = str(checkpoint.page)
-    if len(outcome.rejected):  # the bars the upkeep repaired, as the feed delivered them
-        run_final_checkpoint(
-            run_id,
-            f"{session}_rejected",
-            {"bars_1m": outcome.rejected},
-            docs,
-            parameters=parameters,
-        )
-    records = [r.to_record(run_id, session, stage="final") for r in results]
-    write_validation_results(engine_for(replay.plan.database_url), records)
+    quality = prepare_session_quality(metrics.loc[metrics["segment"] == "regular"])
+    frames = {"bars_1m": bars_1m, "bars_derived": derived, "session_quality": quality}
+    rejected = outcome.rejected
     replay.release(session)
-    failed = [f"{r.suite}/{r.severity}" for r in results if not r.success]
-    get_run_logger().info("session %s validated; failing: %s", session, failed or "none")
+    assert replay.final is not None
+    record_final(replay, replay.final.add(str(session), frames, rejected))
 
 
-@task(cache_policy=NONE, retries=3, retry_delay_seconds=[1, 2, 5])
+def finish_validation(run_id: str) -> None:
+    """Validate the last batch and build the run's Data Docs, once."""
+    replay = live(run_id)
+    assert replay.final is not None
+    record_final(replay, replay.final.flush())
+    pages = replay.final.publish()
+    replay.data_docs = {date.fromisoformat(label): str(page) for label, page in pages.items()}
+
+
+def record_final(replay: Replay, results: dict[str, list[SuiteResult]]) -> None:
+    """Per-symbol verdicts and validation records of a batch's sessions (written by the stream)."""
+    for label, session_results in results.items():
+        session = date.fromisoformat(label)
+        replay.symbol_success[session] = symbol_success(session_results, replay.plan.symbols)
+        replay.add_records(
+            r.to_record(replay.plan.run_id, session, stage="final") for r in session_results
+        )
+        failed = [f"{r.suite}/{r.severity}" for r in session_results if not r.success]
+        get_run_logger().info("session %s validated; failing: %s", session, failed or "none")
+
+
+def write_records(run_id: str) -> None:
+    """Write the validation records gathered so far; one writer thread keeps SQLite uncontended."""
+    replay = live(run_id)
+    write_validation_results(engine_for(replay.plan.database_url), replay.take_records())
+
+
 def persist_session(run_id: str, session: date) -> dict[str, int]:
     """Write the session's metrics, gaps and bar changes to the store (replacing a previous write).
 
@@ -294,5 +313,4 @@ def cycle_validation(replay: Replay, session: date, closing: bool = False) -> No
     except Exception:
         logging.getLogger(__name__).exception("cycle validation failed; the upkeep goes on")
         return
-    records = [r.to_record(replay.plan.run_id, session, stage="cycle") for r in results]
-    write_validation_results(engine_for(replay.plan.database_url), records)
+    replay.add_records(r.to_record(replay.plan.run_id, session, stage="cycle") for r in results)

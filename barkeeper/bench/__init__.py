@@ -12,7 +12,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-SECTIONS = ("kernel", "coordinator", "memory", "store", "gx", "replay", "scaling")
+SECTIONS = ("kernel", "coordinator", "memory", "store", "gx", "replay", "scaling", "backtest")
 
 
 def machine() -> dict[str, Any]:
@@ -70,6 +70,7 @@ def run_benchmarks(
     on_section
         Called with each section's name before it runs (progress display).
     """
+    from barkeeper.bench.backtest import bench_backtest
     from barkeeper.bench.coordinator import bench_coordinator, bench_memory
     from barkeeper.bench.gx import bench_gx
     from barkeeper.bench.kernel import bench_kernel
@@ -85,6 +86,7 @@ def run_benchmarks(
         "gx": lambda: bench_gx(symbols),
         "replay": lambda: bench_replay(symbols),
         "scaling": lambda: bench_scaling(scaling_sizes or SIZES),
+        "backtest": bench_backtest,
     }
     results: dict[str, Any] = {"machine": machine(), "date": datetime.now(UTC).isoformat()}
     for name in sections:

@@ -18,8 +18,10 @@ from barkeeper.errors import ParameterError
 def bench(
     sections: Annotated[
         str,
-        typer.Option(help="Comma-separated: kernel,coordinator,memory,store,gx,replay,scaling."),
-    ] = "kernel,coordinator,memory,store,gx,replay,scaling",
+        typer.Option(
+            help="Comma-separated: kernel,coordinator,memory,store,gx,replay,scaling,backtest."
+        ),
+    ] = "kernel,coordinator,memory,store,gx,replay,scaling,backtest",
     symbols: Annotated[int, typer.Option(min=10, max=20_000, help="Symbols per session.")] = 2000,
     postgres: Annotated[
         str | None, typer.Option(help="PostgreSQL URL for the store section (optional).")

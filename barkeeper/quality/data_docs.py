@@ -1,8 +1,9 @@
 """The end-of-run GX checkpoint and its Data Docs, which must render styled without internet.
 
-One GX run per run and session validates the session's 1m bars, derived bars and metrics as
-in-memory batches; one Data Docs build then renders only that run's pages plus the index, into a
-persistent folder, through a docs context cached per folder for the life of the process.
+A GX run validates 1m bars, derived bars and metrics as in-memory batches (`validate_suites`,
+one per replay batch of sessions); one Data Docs build (`build_docs`, once per replay) then
+renders only those results' pages plus the index, into a persistent folder, through a docs
+context cached per folder for the life of the process.
 Stored validation results (and their pages) are kept to the last `keep_results`, so the index,
 which reads every stored result, costs the same however many runs came before.
 
@@ -241,11 +242,7 @@ def run_final_checkpoint(
     session_quality_severity
         As in `Validator`: the `session_quality` rules are warnings unless told otherwise.
     """
-    from great_expectations.core.run_identifier import RunIdentifier
-
     started = time.perf_counter()
-    data_docs_dir = Path(data_docs_dir).resolve()
-    data_docs_dir.mkdir(parents=True, exist_ok=True)
     frames = dict(frames)
     if "session_quality" in frames:
         frames["session_quality"] = prepare_session_quality(frames["session_quality"])
@@ -253,48 +250,107 @@ def run_final_checkpoint(
     if not names:
         raise ValueError("run_final_checkpoint needs at least one non-empty frame")
     specs = {n: load_suite_spec(n) for n in names}
-    for n in names:
-        missing = required_columns(specs[n]) - set(frames[n].columns)
+    params = checked_parameters(specs, frames, parameters)
+    runs = validate_suites(
+        f"{run_id}__{session_label}", frames, data_docs_dir, params, keep_results=keep_results
+    )
+    pages, index = build_docs(data_docs_dir, [r.key for r in runs.values()], keep_results)
+    results: list[SuiteResult] = []
+    for n, run in runs.items():
+        successes = successes_in_suite_order(specs[n], run.result.results)
+        override = session_quality_severity if n == "session_quality" else None
+        results += summarise(specs[n], successes, frames[n], params, override)
+    by_suite = dict(zip(runs, pages, strict=True))
+    page = by_suite.get("bars_1m") or pages[0]
+    seconds = time.perf_counter() - started
+    log.info("Data Docs for %s %s built in %.2f s: %s", run_id, session_label, seconds, page)
+    return RunReport(page=page, index=index, results=results, pages=by_suite, seconds=seconds)
+
+
+def checked_parameters(
+    specs: Mapping[str, Mapping[str, Any]],
+    frames: Mapping[str, pd.DataFrame],
+    parameters: Mapping[str, float] | None,
+) -> dict[str, float]:
+    """The suites' `$PARAMETER` values; raise ValueError if a frame lacks a column they read."""
+    params: dict[str, float] = {}
+    for n, spec in specs.items():
+        missing = required_columns(spec) - set(frames[n].columns)
         if missing:
             raise ValueError(f"{n}: frame lacks {sorted(missing)}; prepare it first")
-    params: dict[str, float] = {}
-    for n in names:
-        params.update(suite_parameters(specs[n], parameters))
-    site = docs_site(data_docs_dir, keep_results)
+        params.update(suite_parameters(spec, parameters))
+    return params
+
+
+@dataclass
+class SuiteRun:
+    """One suite's GX result in a checkpoint run, and its key in the results store."""
+
+    result: Any
+    key: Any
+
+
+def validate_suites(
+    run_name: str,
+    frames: Mapping[str, pd.DataFrame],
+    data_docs_dir: Path,
+    params: Mapping[str, float],
+    *,
+    keep_results: int = DEFAULT_KEEP_RESULTS,
+    result_format: Mapping[str, Any] = FINAL_RESULT_FORMAT,
+) -> dict[str, SuiteRun]:
+    """Validate each non-empty prepared frame against its suite, all under one GX run.
+
+    The results are stored (for Data Docs) but no page is built: `build_docs` renders the
+    pages of a whole replay at once.
+    """
+    from great_expectations.core.run_identifier import RunIdentifier
+
+    Path(data_docs_dir).mkdir(parents=True, exist_ok=True)
+    site = docs_site(Path(data_docs_dir), keep_results)
+    run = RunIdentifier(run_name=run_name, run_time=datetime.now(UTC))
+    outcome: dict[str, SuiteRun] = {}
     with site.lock:
-        run = RunIdentifier(run_name=f"{run_id}__{session_label}", run_time=datetime.now(UTC))
-        outcome = {}
         try:
-            for n in names:
-                outcome[n] = site.definitions[n].run(
+            for n in SUITE_NAMES:
+                if n not in frames or frames[n].empty:
+                    continue
+                result = site.definitions[n].run(
                     batch_parameters={"dataframe": frames[n]},
-                    expectation_parameters=params,
-                    result_format=FINAL_RESULT_FORMAT,
+                    expectation_parameters=dict(params),
+                    result_format=dict(result_format),
                     run_id=run,
                 )
+                outcome[n] = SuiteRun(result, _result_key(n, run, result.batch_id))
         finally:
             _release_batches(site)
-        keys = {n: _result_key(n, run, result.batch_id) for n, result in outcome.items()}
-        built = [(key, key.expectation_suite_identifier) for key in keys.values()]
+    return outcome
+
+
+def build_docs(
+    data_docs_dir: Path, keys: list[Any], keep_results: int = DEFAULT_KEEP_RESULTS
+) -> tuple[list[Path], Path]:
+    """Render the pages of stored results `keys` and the index once; their pages and the index.
+
+    Older results beyond `keep_results` are pruned with their pages, and every page is pointed
+    at the local copies of its CDN assets.
+    """
+    data_docs_dir = Path(data_docs_dir).resolve()
+    data_docs_dir.mkdir(parents=True, exist_ok=True)
+    site = docs_site(data_docs_dir, keep_results)
+    with site.lock:
+        built = [(key, key.expectation_suite_identifier) for key in keys]
         site.context.build_data_docs(
             site_names=[SITE_NAME], resource_identifiers=[i for pair in built for i in pair]
         )
-        pages = {n: _page_path(site.context, key) for n, key in keys.items()}
+        pages = [_page_path(site.context, key) for key in keys]
         prune_results(site.context, data_docs_dir, keep_results)
         index = data_docs_dir / "index.html"
         localise_pages(
-            [index, *pages.values(), *data_docs_dir.glob("expectations/**/*.html")], data_docs_dir
+            [index, *pages, *data_docs_dir.glob("expectations/**/*.html")], data_docs_dir
         )
         copy_vendor_assets(data_docs_dir)
-    results: list[SuiteResult] = []
-    for n, result in outcome.items():
-        successes = successes_in_suite_order(specs[n], result.results)
-        override = session_quality_severity if n == "session_quality" else None
-        results += summarise(specs[n], successes, frames[n], params, override)
-    page = pages.get("bars_1m") or next(iter(pages.values()))
-    seconds = time.perf_counter() - started
-    log.info("Data Docs for %s %s built in %.2f s: %s", run_id, session_label, seconds, page)
-    return RunReport(page=page, index=index, results=results, pages=pages, seconds=seconds)
+    return pages, index
 
 
 def _result_key(suite: str, run: Any, batch_id: str | None) -> Any:
@@ -317,13 +373,6 @@ def _release_batches(site: DocsSite) -> None:
     batches = source.get_execution_engine().batch_manager
     batches.batch_data_cache.clear()
     batches.reset_batch_cache()
-
-
-def build_run_report(
-    run_id: str, session_label: str, frames: Mapping[str, pd.DataFrame], data_docs_dir: Path
-) -> Path:
-    """Run the end-of-run checkpoint and return the path of the run's validation page."""
-    return run_final_checkpoint(run_id, session_label, frames, data_docs_dir).page
 
 
 def _page_path(context: Any, key: Any) -> Path:

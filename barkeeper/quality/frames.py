@@ -30,10 +30,9 @@ def add_ohlc_columns(frame: pd.DataFrame) -> pd.DataFrame:
     c = out["close"].to_numpy(dtype=np.float64)
     out["oc_max"] = np.maximum(o, c)
     out["oc_min"] = np.minimum(o, c)
-    prices = np.column_stack(
-        [o, out["high"].to_numpy(np.float64), out["low"].to_numpy(np.float64), c]
-    )
-    out["min_price"] = prices.min(axis=1)
+    h, lo = out["high"].to_numpy(np.float64), out["low"].to_numpy(np.float64)
+    # NaN-propagating like a row-wise min over (open, high, low, close)
+    out["min_price"] = np.minimum(np.minimum(o, h), np.minimum(lo, c))
     ts = pd.to_numeric(out["ts"], errors="coerce").to_numpy(dtype=np.float64)
     out["second_of_minute"] = np.mod(ts, 60)
     return out
@@ -77,11 +76,19 @@ def prepare_bars_1m(
                 raise ValueError(f"in-session mask has {len(arr)} rows, frame has {len(out)}")
             out["in_session"] = arr
         else:
-            out["in_session"] = np.isin(ts, arr.astype(np.float64))
+            out["in_session"] = _member(ts, np.sort(arr.astype(np.float64)))
     move, run = _moves_and_runs(out, context)
     out["move_vs_prev_close"] = move
     out["unchanged_run"] = run
     return out
+
+
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """`np.isin(values, sorted_set)` by binary search (a session's minutes are few and sorted)."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
 
 
 def _moves_and_runs(

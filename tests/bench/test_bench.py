@@ -74,25 +74,24 @@ def test_scaling_keys(monkeypatch: pytest.MonkeyPatch) -> None:
     assert figures["kernel_ms_growth"] is not None
 
 
-def test_prefect_runs_do_not_grow_with_symbols(
+def test_prefect_runs_per_run_do_not_grow_with_symbols_or_sessions(
     harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     small = replay.bench_replay(3, repeats=1)
-    assert {"symbols", "seconds", "seconds_without_upkeep", "prefect_runs_per_session"} <= set(
-        small
-    )
+    assert {"symbols", "seconds", "seconds_without_upkeep", "prefect_runs_per_run"} <= set(small)
     assert small["seconds"] > 0 and small["seconds_without_upkeep"] > 0
     url = f"sqlite:///{tmp_path / 'large.db'}"
     monkeypatch.setenv("BARKEEPER_DATABASE_URL", url)
     monkeypatch.setenv("BARKEEPER_REPORTS_DIR", str(tmp_path / "reports"))
-    names = replay.seed_repository(url, 2000)
-    _, run_id = replay.timed_replay(names, upkeep=True)
-    runs = replay.prefect_runs(run_id)
+    names = replay.seed_repository(url, 2000, sessions=3)
+    _, wide = replay.timed_replay(names, upkeep=True)
+    _, long = replay.timed_replay(names[:3], upkeep=True, sessions=3)
     # counted through the API, the upkeep subflow and its tasks included
-    assert runs["flow:data_upkeep"] == 1 and runs["validate_session"] == 1, runs
-    assert runs["stream_session"] == 1 and runs["persist_session"] == 1
-    assert small["prefect_runs"] == dict(sorted(runs.items()))
-    assert small["prefect_runs_per_session"] == sum(runs.values())
+    expected = {"open_run": 1, "stream_sessions": 1, "flow:data_upkeep": 1, "publish_report": 1}
+    assert small["prefect_runs"] == expected
+    assert small["prefect_runs_per_run"] == sum(expected.values())
+    assert replay.prefect_runs(wide) == expected  # 2,000 symbols
+    assert replay.prefect_runs(long) == expected  # 3 sessions
 
 
 def test_cli_json_and_bad_section(tmp_path: Path) -> None:
