@@ -28,8 +28,8 @@ format: $(STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-# A local Prefect server (home ./.prefect, port $(PORT)), the deployments of prefect.yaml and a
-# worker; Ctrl-C stops them all.
+# The local Prefect server (`barkeeper server start`: home ./.prefect, port $(PORT)) that every
+# command then uses, the deployments of prefect.yaml and a worker; Ctrl-C stops what it started.
 PORT ?= 4200
 serve: $(STAMP)
 	PORT=$(PORT) scripts/serve.sh

@@ -1,9 +1,11 @@
 """Flow `replay_fanout`: a date range's sessions replayed in parallel on a Dask cluster.
 
-Each session is an independent `replay_sessions` run (start = end = that session) inside one
-Dask worker process: its live state, coordinator and upkeep stay in that process, its trailing
-history is read from the repository, and its results go to the shared store. So the workers
-need the same store URL (PostgreSQL beyond one machine), repository and reports folder.
+The range is cut into one contiguous block of sessions per worker, and each block is one
+`replay_sessions` run inside one Dask worker process: the worker pays the fixed costs (imports,
+GX context, run bookkeeping) once, its trailing history and prefetch carry over from session to
+session, and the first session of a block reads its history from the repository. Results go to
+the shared store, so the workers need the same store URL (PostgreSQL beyond one machine),
+repository and reports folder; they report to the flow's own Prefect API.
 
 With no scheduler address a local cluster of `workers` processes is started for the run (and
 torn down after; its teardown may log harmless `CommClosedError`s). Scripts that start one need
@@ -18,6 +20,7 @@ from typing import Any
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NONE
+from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect_dask import DaskTaskRunner
 
 from barkeeper.core.calendar import Calendar
@@ -59,19 +62,41 @@ def dask_runner(workers: int, address: str | None = None) -> DaskTaskRunner:
     )
 
 
-@task(cache_policy=NONE, task_run_name="replay-{session}")
-def replay_session(replay: ReplayParameters, session: date) -> dict[str, Any]:
-    """Replay one session as a `replay_sessions` run of its own; returns that run's report."""
+def session_blocks(sessions: list[date], workers: int) -> list[list[date]]:
+    """`sessions` cut into at most `workers` contiguous blocks of near-equal length, in order."""
+    count = min(workers, len(sessions))
+    size, longer = divmod(len(sessions), count)
+    blocks, first = [], 0
+    for k in range(count):
+        last = first + size + (k < longer)
+        blocks.append(sessions[first:last])
+        first = last
+    return blocks
+
+
+@task(cache_policy=NONE, task_run_name="replay-{first}-to-{last}")
+def replay_block(replay: ReplayParameters, first: date, last: date) -> dict[str, Any]:
+    """Replay the sessions `first`..`last` as one `replay_sessions` run; returns its report."""
     from flows.replay import replay_sessions
 
-    return replay_sessions(replay.model_copy(update={"start": session, "end": session}))
+    return replay_sessions(replay.model_copy(update={"start": first, "end": last}))
+
+
+def flow_api_url() -> str:
+    """The Prefect API this flow run reports to (a temporary server Prefect started included)."""
+    from prefect.context import FlowRunContext
+
+    context = FlowRunContext.get()
+    if context is None or context.client is None:
+        raise RuntimeError("flow_api_url is only meaningful inside a flow run")
+    return str(context.client.api_url).rstrip("/")
 
 
 @flow(name="replay_fanout", validate_parameters=True)
 def replay_fanout(
     replay: ReplayParameters, workers: int = 2, address: str | None = None
 ) -> dict[str, Any]:
-    """Replay every session of the range in parallel, one `replay_sessions` run per session.
+    """Replay the range in parallel: one `replay_sessions` run per worker's block of sessions.
 
     Parameters
     ----------
@@ -91,12 +116,18 @@ def replay_fanout(
     """
     if workers < 1:
         raise ParameterError(f"workers: {workers} must be 1 or more")
-    sessions = range_sessions(replay)
+    blocks = session_blocks(range_sessions(replay), workers)
     logger = get_run_logger()
-    logger.info("fanning %d session(s) out over Dask", len(sessions))
-    with dask_runner(workers, address) as runner:
+    logger.info("fanning %d block(s) of sessions out over Dask", len(blocks))
+    # the workers inherit this setting (serialized with each task), so they report to this
+    # flow's API instead of each starting a temporary one
+    with (
+        temporary_settings({PREFECT_API_URL: flow_api_url()}),
+        dask_runner(workers, address) as runner,
+    ):
         futures = [
-            runner.submit(replay_session, {"replay": replay, "session": s}) for s in sessions
+            runner.submit(replay_block, {"replay": replay, "first": b[0], "last": b[-1]})
+            for b in blocks
         ]
         reports = [future.result() for future in futures]
     merged = []

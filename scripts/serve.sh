@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# `make serve`: a local Prefect server with its own home, barkeeper's deployments and a worker.
-# Ctrl-C (or SIGTERM) stops everything this script started.
+# `make serve`: the local Prefect server (`barkeeper server start`), barkeeper's deployments and
+# a worker. Ctrl-C (or SIGTERM) stops everything this script started.
 #
 # Environment (all optional):
 #   PORT                    server port (default 4200)
-#   PREFECT_HOME            Prefect's folder (default ./.prefect, so your own profile is untouched)
+#   PREFECT_HOME            the server's folder (default $BARKEEPER_SERVER_HOME, else ./.prefect,
+#                           so your own profile is untouched)
 #   BARKEEPER_DATABASE_URL  the store the flow runs use (default ./barkeeper.db)
 #   BARKEEPER_SERVE_READY   file to touch once the worker is up (used by the tests)
 set -euo pipefail
@@ -14,12 +15,7 @@ bin="${BARKEEPER_BIN:-$project_dir/.venv/bin}"
 
 port="${PORT:-4200}"
 pool="barkeeper-pool"
-export PREFECT_HOME="${PREFECT_HOME:-$project_dir/.prefect}"
-export PREFECT_API_URL="http://127.0.0.1:$port/api"
-# The UI calls this API address from the browser; without it, any port but 4200 breaks the UI.
-export PREFECT_UI_API_URL="$PREFECT_API_URL"
-export PREFECT_SERVER_API_HOST=127.0.0.1
-export PREFECT_SERVER_API_PORT="$port"
+export PREFECT_HOME="${PREFECT_HOME:-${BARKEEPER_SERVER_HOME:-$project_dir/.prefect}}"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-5}"
 export BARKEEPER_PROJECT_DIR="$project_dir"
@@ -27,39 +23,32 @@ export BARKEEPER_DATABASE_URL="${BARKEEPER_DATABASE_URL:-sqlite:///$project_dir/
 mkdir -p "$PREFECT_HOME"
 
 pids=()
+own_server=false
 stop() {
   trap - INT TERM EXIT
   echo "stopping the worker and the server ..." >&2
-  # Newest first: the worker reports its last states while the server still listens (a worker
-  # whose server is gone keeps retrying). Each gets 10 s to finish, then it is killed.
-  local i pid
-  for ((i = ${#pids[@]} - 1; i >= 0; i--)); do
-    pid=${pids[i]}
+  # The worker first: it reports its last states while the server still listens (a worker
+  # whose server is gone keeps retrying). It gets 10 s to finish, then it is killed.
+  local pid
+  for pid in "${pids[@]}"; do
     kill -TERM "$pid" 2>/dev/null || continue
     for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
     kill -KILL "$pid" 2>/dev/null || true
     wait "$pid" 2>/dev/null || true
   done
+  # A server that was already running when we started is left running.
+  if $own_server; then "$bin/barkeeper" server stop --home "$PREFECT_HOME" >&2 || true; fi
 }
 trap stop EXIT
 trap 'exit 0' INT  # Ctrl-C is how you stop it: not an error
 trap 'exit 143' TERM
 
-echo "starting the Prefect server on port $port (home $PREFECT_HOME) ..." >&2
-"$bin/prefect" server start --host 127.0.0.1 --port "$port" >"$PREFECT_HOME/server.log" 2>&1 &
-pids+=($!)
-
-for _ in $(seq 1 120); do
-  if "$bin/python" - "$PREFECT_API_URL/health" <<'EOF' 2>/dev/null; then break; fi
-import sys, urllib.request
-urllib.request.urlopen(sys.argv[1], timeout=2).read()
-EOF
-  if ! kill -0 "${pids[0]}" 2>/dev/null; then
-    echo "the Prefect server exited; see $PREFECT_HOME/server.log" >&2
-    exit 1
-  fi
-  sleep 0.5
-done
+# The same server `barkeeper server start` runs: replays from the command line share its API.
+if ! "$bin/barkeeper" server status --home "$PREFECT_HOME" >/dev/null; then own_server=true; fi
+# (one already running keeps its port)
+PREFECT_API_URL=$("$bin/barkeeper" server start --home "$PREFECT_HOME" --port "$port" --json \
+  | "$bin/python" -c 'import json, sys; print(json.load(sys.stdin)["api_url"])')
+export PREFECT_API_URL
 
 "$bin/barkeeper" init --db "$BARKEEPER_DATABASE_URL" >&2
 "$bin/prefect" work-pool inspect "$pool" >/dev/null 2>&1 \
@@ -73,10 +62,11 @@ pids+=($!)
 if [ -n "${BARKEEPER_SERVE_READY:-}" ]; then touch "$BARKEEPER_SERVE_READY"; fi
 cat >&2 <<EOF
 
-barkeeper is deployed. Prefect UI: http://127.0.0.1:$port
+barkeeper is deployed. Prefect UI: ${PREFECT_API_URL%/api}
   deployments: replay_sessions/replay (Custom run), nightly_audit/nightly-audit (weekdays 17:30 New York)
   store: $BARKEEPER_DATABASE_URL
   logs: $PREFECT_HOME/server.log, $PREFECT_HOME/worker.log
+  commands run from here use this server (or: export PREFECT_API_URL=$PREFECT_API_URL)
 Press Ctrl-C to stop.
 EOF
 wait "${pids[@]}"

@@ -1,7 +1,8 @@
 """`barkeeper bench`: side-by-side measurements of barkeeper against its baselines.
 
-Every section runs in this one process, median of several runs, so ratios compare like with
-like on the same machine and load.
+Every section but `cli` runs in this one process, median of several runs, so ratios compare
+like with like on the same machine and load; `cli` times fresh `barkeeper` processes, as users
+run them.
 """
 
 from __future__ import annotations
@@ -12,7 +13,19 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-SECTIONS = ("kernel", "coordinator", "memory", "store", "gx", "replay", "scaling", "backtest")
+SECTIONS = (
+    "cli",
+    "kernel",
+    "coordinator",
+    "memory",
+    "store",
+    "gx",
+    "replay",
+    "scaling",
+    "backtest",
+)
+FLOW_SECTIONS = ("replay",)
+"""Sections that run flows in this process (they need a Prefect API)."""
 
 
 def machine() -> dict[str, Any]:
@@ -71,6 +84,7 @@ def run_benchmarks(
         Called with each section's name before it runs (progress display).
     """
     from barkeeper.bench.backtest import bench_backtest
+    from barkeeper.bench.command_line import bench_cli
     from barkeeper.bench.coordinator import bench_coordinator, bench_memory
     from barkeeper.bench.gx import bench_gx
     from barkeeper.bench.kernel import bench_kernel
@@ -79,6 +93,7 @@ def run_benchmarks(
     from barkeeper.bench.store import bench_store
 
     runners: dict[str, Callable[[], dict[str, Any]]] = {
+        "cli": lambda: bench_cli(symbols),
         "kernel": lambda: bench_kernel(symbols),
         "coordinator": lambda: bench_coordinator(symbols),
         "memory": lambda: bench_memory(symbols),

@@ -25,7 +25,7 @@ from barkeeper.bench.replay import BENCH_SESSION, bench_sessions, seed_repositor
 from barkeeper.core.calendar import Calendar
 
 REAL_DIRS = (
-    Path("/work/shared/data/real"),
+    Path(__file__).resolve().parents[3] / "shared" / "data" / "real",
     Path(__file__).resolve().parents[2] / "data" / "sample",
 )
 REAL_SYMBOLS = ("DBB", "FXY")

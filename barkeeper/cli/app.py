@@ -9,7 +9,6 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from sqlalchemy.exc import OperationalError
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
@@ -74,13 +73,26 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         except BarkeeperError as error:
             print(f"barkeeper: error: {error}", file=sys.stderr)
             raise typer.Exit(2) from None
-        except OperationalError as error:  # unreachable, refused or still locked after waiting
-            detail = str(error.orig if error.orig is not None else error).strip()
+        except Exception as error:
+            if not _is_store_unusable(error):
+                raise
+            orig = getattr(error, "orig", None)
+            detail = str(orig if orig is not None else error).strip()
             print(f"barkeeper: error: the store cannot be used: {detail.splitlines()[0]}",
                   file=sys.stderr)  # fmt: skip
             raise typer.Exit(2) from None
 
     return wrapper
+
+
+def _is_store_unusable(error: Exception) -> bool:
+    """A store unreachable, refused or still locked after waiting (SQLAlchemy's OperationalError).
+
+    Checked without importing SQLAlchemy: commands that never load it (`--help`) stay fast,
+    and an error of a module that was never loaded cannot have been raised.
+    """
+    exc = sys.modules.get("sqlalchemy.exc")
+    return exc is not None and isinstance(error, exc.OperationalError)
 
 
 @app.callback()

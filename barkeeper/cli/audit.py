@@ -10,22 +10,25 @@ import json
 import sys
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from pydantic import ValidationError
-from rich.console import Console
-from rich.table import Table
 
 from barkeeper.cli.app import DbOption, JsonOption, app, database_url, user_errors
-from barkeeper.core.calendar import Calendar
 from barkeeper.errors import ParameterError
-from barkeeper.params import AuditParameters, split_symbols
 from barkeeper.settings import load_settings, temporary_environment
+
+if TYPE_CHECKING:
+    from barkeeper.params import AuditParameters
 
 
 def audit_parameters(start: str | None, end: str | None, symbols: str | None) -> AuditParameters:
     """Parse the command line's text into the flow's parameters; one readable error if invalid."""
+    from pydantic import ValidationError
+
+    from barkeeper.core.calendar import Calendar
+    from barkeeper.params import AuditParameters, split_symbols
+
     try:
         params = AuditParameters(
             start=start,
@@ -54,6 +57,7 @@ def run_audit(
     landing: str | None,
 ) -> dict[str, Any]:
     """Run `nightly_audit` in this process against `database_url`; return its JSON document."""
+    from barkeeper.cli.prefect_api import prefect_api
     from flows.audit import nightly_audit
     from models.engine import engine_for
     from models.schema import init_db
@@ -66,12 +70,15 @@ def run_audit(
             raise ParameterError(f"--landing: {landing!r} is not a folder")
         env["BARKEEPER_LANDING_DIR"] = str(folder.resolve())
     init_db(engine_for(database_url))
-    with temporary_environment(env):
+    with temporary_environment(env), prefect_api():
         return nightly_audit(audit=params)
 
 
 def render_audit(document: Mapping[str, Any], as_json: bool) -> None:
     """Print the audit as one JSON document, or as a table people read."""
+    from rich.console import Console
+    from rich.table import Table
+
     out = Console()
     if as_json:
         sys.stdout.write(json.dumps(document) + "\n")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
 from typing import Annotated
@@ -19,9 +20,9 @@ def bench(
     sections: Annotated[
         str,
         typer.Option(
-            help="Comma-separated: kernel,coordinator,memory,store,gx,replay,scaling,backtest."
+            help="Comma-separated: cli,kernel,coordinator,memory,store,gx,replay,scaling,backtest."
         ),
-    ] = "kernel,coordinator,memory,store,gx,replay,scaling,backtest",
+    ] = "cli,kernel,coordinator,memory,store,gx,replay,scaling,backtest",
     symbols: Annotated[int, typer.Option(min=10, max=20_000, help="Symbols per session.")] = 2000,
     postgres: Annotated[
         str | None, typer.Option(help="PostgreSQL URL for the store section (optional).")
@@ -32,7 +33,8 @@ def bench(
     json_output: JsonOption = False,
 ) -> None:
     """Measure barkeeper against its baselines (median of several runs, one process)."""
-    from barkeeper.bench import SECTIONS, run_benchmarks
+    from barkeeper.bench import FLOW_SECTIONS, SECTIONS, run_benchmarks
+    from barkeeper.cli.prefect_api import prefect_api
 
     chosen = tuple(s.strip() for s in sections.split(",") if s.strip())
     unknown = sorted(set(chosen) - set(SECTIONS))
@@ -44,13 +46,14 @@ def bench(
         raise ParameterError(f"--sizes: {sizes!r} is not a list of whole numbers") from None
     if not scaling_sizes or min(scaling_sizes) < 1:
         raise ParameterError(f"--sizes: {sizes!r} needs symbol counts of 1 or more")
-    results = run_benchmarks(
-        chosen,
-        symbols=symbols,
-        postgres_url=postgres,
-        scaling_sizes=scaling_sizes,
-        on_section=lambda name: console.print(f"[dim]bench: {name}…[/]"),
-    )
+    with prefect_api() if set(chosen) & set(FLOW_SECTIONS) else contextlib.nullcontext():
+        results = run_benchmarks(
+            chosen,
+            symbols=symbols,
+            postgres_url=postgres,
+            scaling_sizes=scaling_sizes,
+            on_section=lambda name: console.print(f"[dim]bench: {name}…[/]"),
+        )
     if json_output:
         json.dump(results, sys.stdout, indent=2)
         sys.stdout.write("\n")

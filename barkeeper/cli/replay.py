@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import importlib
 import json
 import os
 import sys
@@ -66,6 +69,7 @@ def prepare_run(parameters: Any, url: str) -> None:
 def run_replay(parameters: Any, url: str, *, quiet: bool) -> dict[str, Any]:
     """Run the replay flow in this process, with a progress bar on stderr unless `quiet`."""
     prepare_run(parameters, url)
+    from barkeeper.cli.prefect_api import prefect_api
     from flows.replay import replay_sessions
 
     outcome: dict[str, Any] = {}
@@ -76,12 +80,27 @@ def run_replay(parameters: Any, url: str, *, quiet: bool) -> dict[str, Any]:
         except BaseException as error:  # handed back to the main thread
             outcome["error"] = error
 
-    worker = threading.Thread(target=target, name="barkeeper-replay")
-    worker.start()
-    _follow(worker, quiet=quiet)
+    _warm_validation()
+    with prefect_api():  # the thread runs in this context, where the API is set
+        worker = threading.Thread(
+            target=contextvars.copy_context().run, args=(target,), name="barkeeper-replay"
+        )
+        worker.start()
+        _follow(worker, quiet=quiet)
     if "error" in outcome:
         raise outcome["error"]
     return outcome["report"]
+
+
+def _warm_validation() -> None:
+    """Import Great Expectations (~2 s, needed at every session's end) in the background, so it
+    overlaps the waits of the Prefect API start-up and the run's bookkeeping."""
+
+    def load() -> None:
+        with contextlib.suppress(ImportError):  # the validation step will report it
+            importlib.import_module("great_expectations")
+
+    threading.Thread(target=load, name="barkeeper-warm-gx", daemon=True).start()
 
 
 def _follow(worker: threading.Thread, *, quiet: bool) -> None:
@@ -190,10 +209,12 @@ def replay(
 def run_fanout(parameters: Any, url: str, workers: int) -> dict[str, Any]:
     """Each session as a run of its own on a local Dask cluster; one report of them all."""
     prepare_run(parameters, url)
+    from barkeeper.cli.prefect_api import prefect_api
     from flows.fanout import replay_fanout
 
     console.print(f"replaying the sessions on {workers} Dask workers…")
-    result = replay_fanout(parameters, workers=workers)
+    with prefect_api():  # one API for the flow and every worker
+        result = replay_fanout(parameters, workers=workers)
     return {
         "run_id": ",".join(result["run_ids"]),
         "run_ids": result["run_ids"],

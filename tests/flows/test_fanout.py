@@ -1,8 +1,9 @@
 """The Dask fan-out of a date range gives the sequential replay's exports and metrics.
 
 Oracle: `replay_sessions` over the same range and lossy feed, run sequentially in this process;
-the fan-out runs each session as its own run in a local Dask cluster of two worker processes,
-writing to the same store (PostgreSQL when a server is configured, else SQLite).
+the fan-out runs a block of contiguous sessions per worker, as a run of its own, in a local Dask
+cluster of two worker processes, writing to the same store (PostgreSQL when a server is
+configured, else SQLite).
 """
 
 from __future__ import annotations
@@ -71,8 +72,10 @@ def test_fanout_matches_the_sequential_replay(harness: None, sample_url: str) ->
 
     dates = ["2023-07-10", "2023-07-11", "2023-07-12"]
     assert [s["date"] for s in fanned["sessions"]] == dates
-    assert len(set(fanned["run_ids"])) == 3 and sequential["run_id"] not in fanned["run_ids"]
+    # two blocks, [07-10, 07-11] and [07-12]: the second day's history carried over in-process
+    assert len(set(fanned["run_ids"])) == 2 and sequential["run_id"] not in fanned["run_ids"]
     fan_run = {s["date"]: s["run_id"] for s in fanned["sessions"]}
+    assert fan_run["2023-07-10"] == fan_run["2023-07-11"] != fan_run["2023-07-12"]
 
     seq_exports = exports(engine, dict.fromkeys(dates, sequential["run_id"]))
     fan_exports = exports(engine, fan_run)
@@ -85,9 +88,17 @@ def test_fanout_matches_the_sequential_replay(harness: None, sample_url: str) ->
     assert [s["date"] for s in seq_report["sessions"]] == dates
     for session in seq_report["sessions"]:
         fan_report = run_report(engine, fan_run[session["date"]])
-        assert [s["date"] for s in fan_report["sessions"]] == [session["date"]]
-        assert fan_report["sessions"][0]["symbols"] == session["symbols"]
+        fan_session = {s["date"]: s for s in fan_report["sessions"]}[session["date"]]
+        assert fan_session["symbols"] == session["symbols"]
         # the lossy feed really was repaired, so equality is not between two empty results
         figures = session["symbols"].values()
         assert sum(f["backfilled_bars"] for f in figures) > 0
         assert sum(f["repaired_bars"] for f in figures) > 0
+
+
+def test_blocks_are_contiguous_near_equal_and_cover_every_session() -> None:
+    from flows.fanout import session_blocks
+
+    sessions = [date(2024, 3, d) for d in (4, 5, 6, 7, 8, 11, 12)]
+    assert session_blocks(sessions, 3) == [sessions[:3], sessions[3:5], sessions[5:]]
+    assert session_blocks(sessions[:2], 4) == [[sessions[0]], [sessions[1]]]
