@@ -183,8 +183,8 @@ def test_index_file_without_volume_is_stored_with_zero_and_flagged(tmp_path: Pat
     """The issue's index file: `Date,Open,Close,High,Low` with US stamps, no volume."""
     frame = sample("DBB")
     stamps = no_pad(local(frame["timestamp"]), ":%M")
-    index = pd.DataFrame({"Date": stamps, **{c.title(): frame[c] for c in ("open", "close",
-                                                                           "high", "low")}})  # fmt: skip
+    prices = {c.title(): frame[c] for c in ("open", "close", "high", "low")}
+    index = pd.DataFrame({"Date": stamps, **prices})
     path = write(index, tmp_path / "IDX_1min.csv")
     url = f"sqlite:///{tmp_path / 'idx.db'}"
     code, out, err = run("import", str(path), "--tz", NY, "--db", url, "--json")
