@@ -54,6 +54,7 @@ def run_audit(
     landing: str | None,
 ) -> dict[str, Any]:
     """Run `nightly_audit` in this process against `database_url`; return its JSON document."""
+    from barkeeper.ingest.paths import refuse_landing
     from flows.audit import nightly_audit
     from models.engine import engine_for
     from models.schema import init_db
@@ -64,6 +65,7 @@ def run_audit(
         folder = Path(landing)
         if not folder.is_dir():
             raise ParameterError(f"--landing: {landing!r} is not a folder")
+        refuse_landing(folder, database_url)  # before anything moves
         env["BARKEEPER_LANDING_DIR"] = str(folder.resolve())
     init_db(engine_for(database_url))
     with temporary_environment(env):

@@ -35,7 +35,7 @@ class LandedFile:
     """What became of one file of the landing folder."""
 
     name: str
-    status: str  # done | rejected
+    status: str  # done | rejected | waiting (not settled yet: taken by a later run)
     moved_to: str
     symbol: str = ""
     read: int = 0
@@ -43,6 +43,7 @@ class LandedFile:
     quarantined: int = 0
     skipped: int = 0
     reason: str = ""
+    revised: int = 0
 
 
 @dataclass(frozen=True)
