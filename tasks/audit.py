@@ -37,7 +37,12 @@ from barkeeper.reports.audit_report import quality_rows, summary_markdown
 from barkeeper.reports.charts import coverage_chart
 from models.bulk import insert_rows
 from models.engine import engine_for
-from models.repository import known_symbols, read_bars, record_ingested_file
+from models.repository import (
+    known_symbols,
+    quarantined_minutes,
+    read_bars,
+    record_ingested_file,
+)
 from models.results import write_session_results, write_validation_results
 from models.tables import Bar
 
@@ -144,8 +149,12 @@ def audit_repository_session(
     """Read one session's repository bars and audit them against the calendar."""
     cal = Calendar(calendar)
     minutes = cal.session_minutes(session)
-    bars = read_bars(engine_for(database_url), symbols, *day_window(cal, session))
-    return audit_session(minutes, symbols, bars, intervals)
+    engine = engine_for(database_url)
+    window = day_window(cal, session)
+    bars = read_bars(engine, symbols, *window)
+    return audit_session(
+        minutes, symbols, bars, intervals, quarantined_minutes(engine, symbols, *window)
+    )
 
 
 @task(cache_policy=NO_CACHE)

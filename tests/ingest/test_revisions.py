@@ -137,3 +137,31 @@ def test_a_new_delivery_under_the_same_name_keeps_the_earlier_quarantine(
     with engine.connect() as conn:
         hashes = conn.execute(select(IngestedFile.content_hash)).scalars().all()
     assert len(hashes) == 3 and len(set(hashes)) == 2 and all(len(h) == 64 for h in hashes)
+
+
+def test_a_minute_whose_rows_were_all_quarantined_is_a_quarantined_gap(
+    db_url: str, tmp_path: Path
+) -> None:
+    """The audit's gap statuses: a conflicting minute is `quarantined`, a silent one `no_trade`."""
+    from tasks.audit import audit_repository_session
+
+    frame = pd.read_csv(MSFT)
+    session = frame["timestamp"].str[:10] == "2023-07-10"
+    regular = frame[session & frame["timestamp"].between("2023-07-10 13:30", "2023-07-10 19:59")]
+    conflicted, silent = regular.index[15], regular.index[30]
+    twin = frame.loc[[conflicted]].assign(close=frame.loc[conflicted, "close"] + 0.5)
+    twin["high"] = twin[["high", "close"]].max(axis=1)
+    delivered = pd.concat([frame.drop(index=silent), twin]).sort_index(kind="stable")
+    path = tmp_path / "MSFT_1min.csv"
+    delivered.to_csv(path, index=False)
+    report = import_json(path, db_url)
+    assert report["reasons"] == {"conflicting_duplicate": 2}
+    audit = audit_repository_session.fn(
+        db_url, "XNYS", pd.Timestamp("2023-07-10").date(), ["MSFT"], []
+    )
+    stamps = {
+        int(pd.Timestamp(frame.loc[i, "timestamp"], tz="UTC").timestamp()): status
+        for i, status in ((conflicted, "quarantined"), (silent, "no_trade"))
+    }
+    gaps = audit.gaps.set_index("start_ts")["status"].to_dict()
+    assert {ts: gaps.get(ts) for ts in stamps} == stamps
