@@ -14,6 +14,7 @@ from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 from barkeeper.errors import ParameterError
 
 DEFAULT_DERIVED_INTERVALS = (5, 15, 30, 60)
+DEFAULT_LANDING_PATTERNS = ("*.csv", "*.csv.gz", "*.parquet", "*.zip")
 
 
 def default_database_url() -> str:
@@ -46,6 +47,18 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("BARKEEPER_LANDING_DIR", "landing_dir"),
         description="Folder the nightly audit ingests vendor files from.",
     )
+    landing_patterns: Annotated[tuple[str, ...], NoDecode] = Field(
+        default=DEFAULT_LANDING_PATTERNS,
+        validation_alias=AliasChoices("BARKEEPER_LANDING_PATTERNS", "landing_patterns"),
+        description="File name patterns the audit takes from the landing folder (comma-separated).",
+    )
+    landing_settle_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        validation_alias=AliasChoices("BARKEEPER_LANDING_SETTLE_SECONDS", "landing_settle_seconds"),
+        description="A landed file is taken once unchanged (size, modification time) this long.",
+    )
     quality_threshold: float = Field(
         default=95.0,
         ge=0,
@@ -68,6 +81,13 @@ class Settings(BaseSettings):
     data_upkeep_derived_intervals: Annotated[tuple[int, ...], NoDecode] = DEFAULT_DERIVED_INTERVALS
     data_upkeep_auto_compute_derived: bool = True
     data_upkeep_validation_interval_seconds: int = Field(default=900, ge=1, le=86_400)
+
+    @field_validator("landing_patterns", mode="before")
+    @classmethod
+    def _parse_patterns(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(p.strip() for p in value.split(",") if p.strip())
+        return value
 
     @field_validator("data_upkeep_derived_intervals", mode="before")
     @classmethod

@@ -52,7 +52,13 @@ def nightly_audit(audit: AuditParameters = DEFAULT_AUDIT) -> dict[str, Any]:
     engine = engine_for(url)
     create_run(engine, run_id, FLOW_NAME, audit.model_dump(mode="json"))
     try:
-        landed = ingest_landing(url, str(settings.landing_dir), audit.landing)
+        landed = ingest_landing(
+            url,
+            str(settings.landing_dir),
+            audit.landing,
+            list(settings.landing_patterns),
+            settings.landing_settle_seconds,
+        )
         symbols = resolve_symbols(url, audit.symbols)
         if not symbols:
             raise ParameterError("symbols: the store holds no bars yet; import or land some first")

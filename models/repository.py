@@ -158,21 +158,62 @@ def symbol_span(bind: Bind, symbol: str) -> tuple[int, int] | None:
     return None if first is None else (int(first), int(last))
 
 
-def write_quarantine(bind: Bind, rows: pd.DataFrame | Iterable[dict], *, file: str = "") -> int:
-    """Store rejected rows (columns file, line, raw, reason, symbol); returns how many.
+def write_quarantine(
+    bind: Bind, rows: pd.DataFrame | Iterable[dict], *, file: str = "", content_hash: str = ""
+) -> int:
+    """Store rejected rows (columns file, line, raw, reason, symbol; optional ts); how many.
 
-    With `file`, that file's earlier quarantine records are replaced, so re-importing a file
-    leaves one record per bad row, not one per import.
+    With `file`, the earlier records of the same delivery (that file with the same content
+    hash) are replaced, so re-importing a file leaves one record per bad row, not one per
+    import; a new delivery under the same name keeps the earlier delivery's records.
     """
     frame = rows if isinstance(rows, pd.DataFrame) else pd.DataFrame(list(rows))
     with transaction(bind) as conn:
         if file:
-            conn.execute(delete(Quarantine).where(Quarantine.file == file))
+            conn.execute(
+                delete(Quarantine).where(
+                    Quarantine.file == file, Quarantine.content_hash == content_hash
+                )
+            )
         if frame.empty:
             return 0
-        frame = frame[list(QUARANTINE_COLUMNS)].assign(created_at=datetime.now(UTC))
+        keep = [*QUARANTINE_COLUMNS, *(["ts"] if "ts" in frame.columns else [])]
+        frame = frame[keep].assign(created_at=datetime.now(UTC), content_hash=content_hash)
+        if "ts" in frame.columns:
+            stamps = frame["ts"].astype("Int64")
+            frame["ts"] = stamps.where(stamps != np.iinfo(np.int64).min)
         insert_rows(conn, Quarantine, frame)
     return len(frame)
+
+
+def quarantined_minutes(
+    bind: Bind, symbols: Sequence[str], start_ts: int, end_ts: int
+) -> dict[str, np.ndarray]:
+    """Per symbol, the minutes in [start_ts, end_ts) with quarantined rows and no stored bar.
+
+    Such a minute was delivered but none of its rows could be kept: a gap there is
+    `quarantined`, not `no_trade`.
+    """
+    stored = select(Bar.ts).where(
+        Bar.symbol == Quarantine.symbol, Bar.interval == BAR_INTERVAL, Bar.ts == Quarantine.ts
+    )
+    query = (
+        select(Quarantine.symbol, Quarantine.ts)
+        .where(
+            Quarantine.symbol.in_(list(symbols)),
+            Quarantine.ts >= start_ts,
+            Quarantine.ts < end_ts,
+            ~stored.exists(),
+        )
+        .distinct()
+    )
+    with transaction(bind) as conn:
+        rows = conn.execute(query).all()
+    frame = pd.DataFrame(rows, columns=["symbol", "ts"])
+    return {
+        str(symbol): np.sort(group["ts"].to_numpy(np.int64))
+        for symbol, group in frame.groupby("symbol")
+    }
 
 
 def read_quarantine(bind: Bind, file: str | None = None) -> pd.DataFrame:
@@ -196,10 +237,14 @@ def record_ingested_file(
     stored: int = 0,
     quarantined: int = 0,
     skipped: int = 0,
+    revised: int = 0,
     status: str = "done",
     reason: str = "",
+    content_hash: str = "",
+    format: str = "",
 ) -> None:
-    """Record one import of one file (status `done`, or `rejected` with the reason)."""
+    """Record one import of one file, a delivery (status `done`, or `rejected` with the
+    reason): every import is a record of its own, with the hash of the bytes it read."""
     record = IngestedFile(
         path=path[:1024],
         symbol=symbol[:64],
@@ -209,6 +254,9 @@ def record_ingested_file(
         stored=stored,
         quarantined=quarantined,
         skipped=skipped,
+        revised=revised,
+        content_hash=content_hash,
+        format=format[:255],
     )
     insert_rows(bind, IngestedFile, {k: [v] for k, v in record.model_dump(exclude={"id"}).items()})
 

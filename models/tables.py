@@ -42,6 +42,9 @@ class Quarantine(SQLModel, table=True):
     reason: str = Field(max_length=64, index=True)
     symbol: str = Field(default="", max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
+    # The delivery the row came in: a new delivery under the same name keeps these rows.
+    content_hash: str = Field(default="", max_length=64, index=True)
+    ts: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))  # minute
 
 
 class IngestedFile(SQLModel, table=True):
@@ -59,6 +62,30 @@ class IngestedFile(SQLModel, table=True):
     quarantined: int = 0
     skipped: int = 0
     created_at: datetime = Field(default_factory=utcnow)
+    revised: int = 0
+    content_hash: str = Field(default="", max_length=64)  # sha256 of the delivered bytes
+    format: str = Field(default="", max_length=255)  # the stamp format read, as reported
+
+
+class BarRevision(SQLModel, table=True):
+    """A bar's earlier values, kept when a later file replaced them (never overwritten)."""
+
+    __tablename__ = "bar_revision"
+    __table_args__ = (Index("ix_bar_revision_key", "symbol", "interval", "ts"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    symbol: str = Field(max_length=64)
+    interval: int = 1
+    ts: int = Field(sa_column=Column(BigInteger, nullable=False))
+    source: str = Field(default="default", max_length=64)
+    open: float
+    high: float
+    low: float
+    close: float
+    volume: float
+    file: str = Field(default="", max_length=1024)  # the file these values came from
+    replaced_at: datetime = Field(default_factory=utcnow)
+    replaced_by: str = Field(default="", max_length=1024)  # the file that replaced them
 
 
 class Run(SQLModel, table=True):

@@ -14,7 +14,14 @@ from sqlalchemy import delete
 from barkeeper.core.calendar import Calendar
 from barkeeper.errors import InputFileError, ParameterError
 from barkeeper.ingest.files import ingest_file
-from barkeeper.ingest.paths import confine, inside, landed_files, move_into
+from barkeeper.ingest.paths import (
+    confine,
+    inside,
+    landed_files,
+    move_into,
+    refuse_landing,
+    unsettled_for,
+)
 from barkeeper.quality.data_docs import run_final_checkpoint
 from barkeeper.quality.frames import prepare_bars_1m, prepare_derived, prepare_session_quality
 from barkeeper.reports.audit import (
@@ -29,18 +36,35 @@ from barkeeper.reports.audit_report import quality_rows, summary_markdown
 from barkeeper.reports.charts import coverage_chart
 from models.bulk import insert_rows
 from models.engine import engine_for
-from models.repository import known_symbols, read_bars, record_ingested_file
+from models.repository import (
+    known_symbols,
+    quarantined_minutes,
+    read_bars,
+    record_ingested_file,
+)
 from models.results import write_session_results, write_validation_results
 from models.tables import Bar
 
 QUALITY_KEY = "barkeeper-audit-quality"
 SUMMARY_KEY = "barkeeper-audit-summary"
-DONE, REJECTED = "done", "rejected"
+DONE, REJECTED, WAITING = "done", "rejected", "waiting"
 
 
 @task(cache_policy=NO_CACHE)
-def ingest_landing(database_url: str, landing_root: str, landing: str) -> list[LandedFile]:
-    """Ingest every file waiting in the landing folder; move each to done/ or rejected/."""
+def ingest_landing(
+    database_url: str,
+    landing_root: str,
+    landing: str,
+    patterns: list[str],
+    settle_seconds: float,
+) -> list[LandedFile]:
+    """Ingest the settled vendor files of the landing folder; move each to done/ or rejected/.
+
+    The folder is refused before anything moves if it is a system or home folder or holds the
+    store. Only files matching `patterns` are taken, and only once unchanged `settle_seconds`;
+    newer ones wait for the next run (listed as ``waiting``). A file that changed while it was
+    read is left in place for the next run too.
+    """
     logger = get_run_logger()
     root = Path(landing_root)
     if landing == "." and not root.exists():
@@ -49,14 +73,21 @@ def ingest_landing(database_url: str, landing_root: str, landing: str) -> list[L
     folder = confine(root, landing, parameter="landing")
     if not folder.is_dir():
         raise ParameterError(f"landing: {folder} is not a folder")
+    refuse_landing(folder, database_url)
     engine = engine_for(database_url)
     landed: list[LandedFile] = []
-    for path in landed_files(folder):
+    for path in landed_files(folder, patterns):
         if not inside(folder, path):
             reason = "symlink leads outside the landing folder"
             record_ingested_file(engine, str(path), "", status=REJECTED, reason=reason)
             landed.append(_reject(path, folder, reason))
             continue
+        wait = unsettled_for(path, settle_seconds)
+        if wait > 0:
+            landed.append(_waiting(path, f"changed {settle_seconds - wait:.0f} s ago; taken "
+                                         f"once unchanged for {settle_seconds:g} s"))  # fmt: skip
+            continue
+        before = path.stat()
         try:
             report = ingest_file(engine, path.resolve())
         except InputFileError as error:  # ingest_file recorded the rejection
@@ -65,6 +96,10 @@ def ingest_landing(database_url: str, landing_root: str, landing: str) -> list[L
         except ParameterError as error:  # e.g. a file name that names no valid symbol
             record_ingested_file(engine, str(path), "", status=REJECTED, reason=str(error))
             landed.append(_reject(path, folder, str(error)))
+            continue
+        after = path.stat()
+        if (after.st_size, after.st_mtime_ns) != (before.st_size, before.st_mtime_ns):
+            landed.append(_waiting(path, "changed while it was read; read again next run"))
             continue
         moved = move_into(path, folder / DONE)
         landed.append(
@@ -77,12 +112,19 @@ def ingest_landing(database_url: str, landing_root: str, landing: str) -> list[L
                 stored=report.stored,
                 quarantined=report.quarantined,
                 skipped=report.skipped,
+                revised=report.revised,
+                reason="; ".join(report.warnings),
             )
         )
     for item in landed:
         log = logger.info if item.status == DONE else logger.warning
         log("%s → %s %s", item.name, item.status, item.reason or f"({item.stored} bars stored)")
     return landed
+
+
+def _waiting(path: Path, reason: str) -> LandedFile:
+    """A file left where it is for the next run."""
+    return LandedFile(name=path.name, status=WAITING, moved_to="", reason=reason)
 
 
 def _reject(path: Path, folder: Path, reason: str) -> LandedFile:
@@ -106,8 +148,12 @@ def audit_repository_session(
     """Read one session's repository bars and audit them against the calendar."""
     cal = Calendar(calendar)
     minutes = cal.session_minutes(session)
-    bars = read_bars(engine_for(database_url), symbols, *day_window(cal, session))
-    return audit_session(minutes, symbols, bars, intervals)
+    engine = engine_for(database_url)
+    window = day_window(cal, session)
+    bars = read_bars(engine, symbols, *window)
+    return audit_session(
+        minutes, symbols, bars, intervals, quarantined_minutes(engine, symbols, *window)
+    )
 
 
 @task(cache_policy=NO_CACHE)

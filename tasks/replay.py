@@ -43,7 +43,7 @@ from barkeeper.quality.validation import SuiteResult
 from barkeeper.reports.rebuild import session_series
 from barkeeper.settings import Settings, load_settings
 from models.engine import engine_for
-from models.repository import known_symbols, read_bars, read_bars_at
+from models.repository import known_symbols, quarantined_minutes, read_bars, read_bars_at
 from models.results import (
     create_run,
     mark_interrupted,
@@ -146,6 +146,7 @@ def open_run(replay: ReplayParameters, run_id: str) -> ReplayPlan:
         data=data,
         calendar=Calendar(plan.calendar),
         read_bars=partial(read_bars, engine),
+        read_quarantined=partial(quarantined_minutes, engine),
     )
     replay_state.final = FinalChecks(
         run_id,
@@ -215,6 +216,7 @@ def capture_outcome(replay: Replay, session: date) -> None:
         slot_state=None if upkeep is None else upkeep.state.copy(),
         derived=derived,
         outside_bars=replay.current.outside_bars,
+        quarantined=replay.quarantined(replay.current.minutes, tuple(snapshot.panel.symbols)),
     )
     replay.outcomes[session] = SessionOutcome(
         state=state,

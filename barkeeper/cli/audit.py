@@ -58,6 +58,7 @@ def run_audit(
 ) -> dict[str, Any]:
     """Run `nightly_audit` in this process against `database_url`; return its JSON document."""
     from barkeeper.cli.prefect_api import prefect_api
+    from barkeeper.ingest.paths import refuse_landing
     from flows.audit import nightly_audit
     from models.engine import engine_for
     from models.schema import init_db
@@ -68,6 +69,7 @@ def run_audit(
         folder = Path(landing)
         if not folder.is_dir():
             raise ParameterError(f"--landing: {landing!r} is not a folder")
+        refuse_landing(folder, database_url)  # before anything moves
         env["BARKEEPER_LANDING_DIR"] = str(folder.resolve())
     init_db(engine_for(database_url))
     with temporary_environment(env), prefect_api():

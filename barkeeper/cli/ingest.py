@@ -34,33 +34,56 @@ SYNTH_MIN_BATCH = 100  # ... but never fewer symbols per batch than this
 @app.command("import")
 @user_errors
 def import_files(
-    paths: Annotated[list[Path], typer.Argument(help="CSV or Parquet files of 1-minute bars.")],
+    paths: Annotated[
+        list[Path],
+        typer.Argument(help="CSV (.csv, .csv.gz, .zip of one CSV) or Parquet 1-minute bar files."),
+    ],
     symbol: Annotated[
         str | None,
         typer.Option(help="Symbol of every file (default: file name up to its first '_')."),
     ] = None,
     tz: Annotated[str, typer.Option(help="Time zone of naive timestamps (IANA name).")] = "UTC",
+    stamp: Annotated[
+        str, typer.Option(help="open: a stamp is the bar's start; close: its end (minus 1 min).")
+    ] = "open",
+    timestamp_format: Annotated[
+        str | None,
+        typer.Option(
+            help="Stamp format instead of inferring it: iso8601, epoch_s|ms|us|ns or a "
+            "strftime pattern like '%m/%d/%Y %H:%M'."
+        ),
+    ] = None,
+    on_conflict: Annotated[
+        str,
+        typer.Option(
+            help="A bar with other values than the stored one: replace (the old kept as a "
+            "revision), keep the stored one, or quarantine the new row."
+        ),
+    ] = "replace",
+    strict: Annotated[bool, typer.Option(help="Exit 2 if any row is quarantined.")] = False,
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Import vendor bar files; bad rows go to quarantine, re-imports change nothing.
 
     Every readable file is imported even if another cannot be read; each unreadable file
-    gets one line on stderr and the exit status is then 2.
+    gets one line on stderr and the exit status is then 2 (with --strict also when a row
+    was quarantined).
     """
-    from barkeeper.ingest.files import ingest_file, validate_symbol, validate_tz
+    from barkeeper.ingest.files import ImportOptions, ingest_file, validate_symbol, validate_tz
     from models.engine import engine_for
     from models.schema import init_db
 
     validate_tz(tz)
     if symbol is not None:
         validate_symbol(symbol)
+    options = ImportOptions(stamp, timestamp_format, on_conflict)  # type: ignore[arg-type]
     engine = engine_for(database_url(db))
     init_db(engine)
     reports, errors = [], []
     for path in paths:
         try:
-            reports.append(ingest_file(engine, path, symbol=symbol, tz=tz))
+            reports.append(ingest_file(engine, path, symbol=symbol, tz=tz, options=options))
         except (InputFileError, ParameterError) as error:  # e.g. no symbol in the file name
             errors.append(str(error))
     if json_output:
@@ -69,25 +92,35 @@ def import_files(
         _print_reports(reports)
     for error in errors:
         print(f"barkeeper: error: {error}", file=sys.stderr)
+    if strict:
+        for r in reports:
+            if r.quarantined:
+                print(f"barkeeper: error: {Path(r.path).name}: {r.quarantined:,} rows "
+                      "quarantined (--strict)", file=sys.stderr)  # fmt: skip
+                errors.append(r.path)
     if errors:
         raise typer.Exit(2)
 
 
 def _print_reports(reports: list[IngestReport]) -> None:
-    """One table row of counts per file, then each file's quarantine reasons."""
+    """One table row of counts per file, then each file's stamps, quarantine and warnings."""
     table = Table(title="import")
     table.add_column("file", overflow="fold")
     table.add_column("symbol")
-    for name in ("read", "stored", "quarantined", "skipped"):
+    for name in ("read", "stored", "revised", "quarantined", "skipped"):
         table.add_column(name, justify="right")
     for r in reports:
-        counts = (r.read, r.stored, r.quarantined, r.skipped)
+        counts = (r.read, r.stored, r.revised, r.quarantined, r.skipped)
         table.add_row(Path(r.path).name, r.symbol, *(f"{n:,}" for n in counts))
     console.print(table)
     for r in reports:
+        name = Path(r.path).name
+        print(f"{name}: stamps: {r.format}")
         if r.reasons:
             reasons = ", ".join(f"{reason} {n:,}" for reason, n in r.reasons.items())
-            console.print(f"quarantined in {Path(r.path).name}: {reasons}")
+            print(f"{name}: quarantined: {reasons}")
+        for warning in r.warnings:
+            print(f"{name}: warning: {warning}")
 
 
 @app.command()

@@ -1,6 +1,7 @@
 """The `barkeeper` command: the one app with every command module registered on it."""
 
-from barkeeper.cli import audit, bench, ingest, replay, server  # noqa: F401  (each registers its commands)
+# each module registers its commands
+from barkeeper.cli import audit, bench, ingest, replay, revisions, server  # noqa: F401
 from barkeeper.cli.app import app
 
 __all__ = ["app"]

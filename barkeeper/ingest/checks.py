@@ -1,6 +1,7 @@
 """Row checks of an import: every row passes them all or is quarantined with the first reason.
 
-Vectorised over the file's rows; the timestamps are parsed here (ISO 8601, offsets or `--tz`).
+Vectorised over one chunk of rows (`check_rows`); duplicates are settled over the whole file
+(`settle_duplicates`). Timestamps are parsed by `barkeeper.ingest.stamps`.
 """
 
 from __future__ import annotations
@@ -12,15 +13,17 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from barkeeper.core.panel import BAR_COLUMNS, PRICE_COLUMNS
+from barkeeper.core.panel import PRICE_COLUMNS
 from barkeeper.ingest.reading import MAX_LINE_CHARS, RawTable
+from barkeeper.ingest.stamps import NAT, StampFormat, parse_stamps
 
 #: Quarantine reasons, in the order they are checked (a row gets the first that applies).
 REASONS: Mapping[str, str] = {
     "line_too_long": f"the line is longer than {MAX_LINE_CHARS:,} characters",
     "wrong_field_count": "the line has more or fewer fields than the header",
     "missing_value": "timestamp, open, high, low, close or volume is empty (or NA/NaN/null)",
-    "unparseable_timestamp": "the timestamp is not an ISO 8601 date-time",
+    "unparseable_timestamp": "the timestamp does not fit the file's stamp format",
+    "date_only_timestamp": "the timestamp is a date without a time of day (no minute bar)",
     "non_numeric": "a price or the volume is not a finite number",
     "nonexistent_local_time": "a naive time that does not exist in --tz (DST starts)",
     "ambiguous_local_time": "a naive time that occurs twice in --tz (DST ends)",
@@ -32,28 +35,29 @@ REASONS: Mapping[str, str] = {
     "high_below_open_close": "high < open or high < close",
     "low_above_open_close": "low > open or low > close",
     "conflicting_duplicate": "another row of the file has the same minute with other values",
+    "conflicts_with_stored": "the stored bar has other values (--on-conflict quarantine)",
 }
 NA_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "none"})
-OFFSET_PATTERN = r"\d{1,2}:\d{2}(?::\d{2}(?:\.\d+)?)?\s*(?:Z|[+-]\d{2}(?::?\d{2})?)$"
 QUARANTINE_FIELDS = ("file", "line", "raw", "reason", "symbol")
+GOOD_FIELDS = ("ts", *PRICE_COLUMNS, "line")
+CLOSE_LABEL_SHIFT = 60  # --stamp close: the stamp is the bar's end, one minute after its start
 
 
 @dataclass(frozen=True)
-class ParsedFile:
-    """A file's good bars (BAR_COLUMNS, sorted by ts) and its rejected rows, before storing."""
+class CheckedRows:
+    """One chunk after the row checks: good rows (GOOD_FIELDS) and rejected rows
+    (line, raw, reason, ts: the parsed minute or NAT, stamp: the stamp as written)."""
 
-    path: str
-    symbol: str
-    bars: pd.DataFrame
-    quarantine: pd.DataFrame
-    read: int
-    skipped: int
+    good: pd.DataFrame
+    rejected: pd.DataFrame
 
 
-def check_rows(table: RawTable, file: str, symbol: str, tz: str) -> ParsedFile:
-    """Apply the row checks in `REASONS` order; split good bars, quarantine and duplicates."""
+def check_rows(table: RawTable, fmt: StampFormat, tz: str, stamp: str = "open") -> CheckedRows:
+    """Apply the row checks in `REASONS` order to one chunk (duplicates are settled later)."""
     cols = {name: s.str.strip() for name, s in table.columns.items()}
     n = len(table.line)
+    if "volume" not in cols:  # index files: no volume, stored as 0 and flagged in the report
+        cols["volume"] = pd.Series(np.full(n, "0", dtype=object), dtype="str")
     reason = np.full(n, None, dtype=object)
 
     def flag(name: str, mask: np.ndarray) -> None:
@@ -64,8 +68,11 @@ def check_rows(table: RawTable, file: str, symbol: str, tz: str) -> ParsedFile:
         missing |= (s.isna() | s.str.lower().isin(NA_TOKENS)).to_numpy()
     flag("missing_value", missing)
 
-    stamps, whole_minute, zone_reason = _parse_timestamps(cols["timestamp"], tz)
+    stamps, whole_minute, zone_reason, date_only = parse_stamps(cols["timestamp"], fmt, tz)
+    if stamp == "close":
+        stamps = np.where(stamps == NAT, NAT, stamps - CLOSE_LABEL_SHIFT)
     flag("unparseable_timestamp", (stamps == NAT) & (zone_reason == ""))
+    flag("date_only_timestamp", date_only)
     values = {
         c: pd.to_numeric(cols[c], errors="coerce").to_numpy(np.float64) for c in PRICE_COLUMNS
     }
@@ -83,74 +90,50 @@ def check_rows(table: RawTable, file: str, symbol: str, tz: str) -> ParsedFile:
         flag("high_below_open_close", h < np.maximum(o, c))
         flag("low_above_open_close", lo > np.minimum(o, c))
 
-    frame = pd.DataFrame({"ts": stamps, **values, "line": table.line, "raw": table.raw})
-    good = frame[pd.isna(reason)]
-    distinct = good.drop_duplicates(["ts", *PRICE_COLUMNS])
-    conflicted = distinct["ts"][distinct["ts"].duplicated()].unique()
-    conflict = good["ts"].isin(conflicted)
-    reason[good.index[conflict.to_numpy()]] = "conflicting_duplicate"
-    good = good[~conflict.to_numpy()]
-    exact = good.duplicated(["ts", *PRICE_COLUMNS])
-    bars = good[~exact.to_numpy()].sort_values("ts", kind="stable")
-
-    bad = frame[pd.notna(reason)]
-    quarantine = pd.DataFrame(
+    ok = pd.isna(reason).astype(bool)
+    good = pd.DataFrame({"ts": stamps[ok], **{k: a[ok] for k, a in values.items()},
+                         "line": table.line[ok]})  # fmt: skip
+    bad = ~ok
+    rejected = pd.DataFrame(
         {
-            "file": file,
-            "line": np.concatenate([[r[0] for r in table.rejected], bad["line"]]).astype(np.int64),
-            "raw": [r[1] for r in table.rejected] + bad["raw"].tolist(),
-            "reason": [r[2] for r in table.rejected] + reason[bad.index].tolist(),
-            "symbol": symbol,
-        },
-        columns=list(QUARANTINE_FIELDS),
-    ).sort_values("line", ignore_index=True)
-    out = pd.DataFrame({"symbol": symbol, **{k: bars[k].to_numpy() for k in BAR_COLUMNS[1:]}})
-    return ParsedFile(
-        path=file,
-        symbol=symbol,
-        bars=out[list(BAR_COLUMNS)].reset_index(drop=True),
-        quarantine=quarantine,
-        read=table.read,
-        skipped=int(exact.sum()),
-    )
+            "line": np.concatenate([[r[0] for r in table.rejected], table.line[bad]]),
+            "raw": [r[1] for r in table.rejected] + table.raw[bad].tolist(),
+            "reason": [r[2] for r in table.rejected] + reason[bad].tolist(),
+            "ts": np.concatenate([np.full(len(table.rejected), NAT), stamps[bad]]),
+            "stamp": [""] * len(table.rejected) + cols["timestamp"][bad].fillna("").tolist(),
+        }
+    ).astype({"line": np.int64, "ts": np.int64})
+    return CheckedRows(good=good, rejected=rejected)
 
 
-NAT = np.iinfo(np.int64).min
-UNIT_PER_SECOND = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
+@dataclass(frozen=True)
+class SettledRows:
+    """The file's bars (GOOD_FIELDS, one row per minute, sorted by ts), the lines of minutes
+    that came with other values (every row of such a minute), and exact repeats skipped."""
+
+    bars: pd.DataFrame
+    conflicting: pd.DataFrame  # line, ts
+    skipped: int
 
 
-def _parse_timestamps(text: pd.Series, tz: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Per row: UTC Unix seconds (NAT where unusable), whether it is a whole minute, and a
-    local-time problem (``nonexistent_local_time``/``ambiguous_local_time``) or ""."""
-    seconds = np.full(len(text), NAT, dtype=np.int64)
-    whole = np.zeros(len(text), dtype=bool)
-    zone_reason = np.full(len(text), "", dtype=object)
-    filled = text.fillna("")
-    aware = filled.str.contains(OFFSET_PATTERN, regex=True).to_numpy()
-    if aware.any():
-        parsed = pd.to_datetime(filled[aware], format="ISO8601", errors="coerce", utc=True)
-        seconds[aware], whole[aware] = _seconds(parsed)
-    naive = ~aware
-    if naive.any():
-        local = pd.to_datetime(filled[naive], format="ISO8601", errors="coerce")
-        if tz != "UTC":
-            shape = len(local)
-            plain = local.dt.tz_localize(tz, ambiguous=np.ones(shape, bool), nonexistent="NaT")
-            strict = local.dt.tz_localize(tz, ambiguous="NaT", nonexistent="shift_forward")
-            where = np.flatnonzero(naive)
-            zone_reason[where[(plain.isna() & local.notna()).to_numpy()]] = "nonexistent_local_time"
-            zone_reason[where[(strict.isna() & local.notna()).to_numpy()]] = "ambiguous_local_time"
-            local = plain
-        seconds[naive], whole[naive] = _seconds(local)
-    return seconds, whole, zone_reason
+def settle_duplicates(good: pd.DataFrame) -> SettledRows:
+    """Keep one row per minute; a minute written with different values keeps none.
 
-
-def _seconds(stamps: pd.Series) -> tuple[np.ndarray, np.ndarray]:
-    """Unix seconds (NAT for NaT) and whole-minute flags, in the Series' own time unit."""
-    if stamps.dt.tz is not None:
-        stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    per_second = UNIT_PER_SECOND[stamps.dt.unit]
-    ticks = stamps.to_numpy().view(np.int64)
-    missing = stamps.isna().to_numpy()
-    seconds = np.where(missing, NAT, ticks // per_second)
-    return seconds, ~missing & (ticks % (60 * per_second) == 0)
+    Only the rows of repeated minutes are compared, and a file already in time order is not
+    sorted again: both matter for the memory of a large import.
+    """
+    repeated = good["ts"].duplicated(keep=False).to_numpy()
+    conflict = np.zeros(len(good), dtype=bool)
+    exact = np.zeros(len(good), dtype=bool)
+    if repeated.any():
+        twice = good[repeated]
+        distinct = twice.drop_duplicates(["ts", *PRICE_COLUMNS])
+        conflicted = distinct["ts"][distinct["ts"].duplicated()].unique()
+        conflict[repeated] = twice["ts"].isin(conflicted).to_numpy()
+        exact[repeated] = twice["ts"].duplicated().to_numpy() & ~conflict[repeated]
+    conflicting = good.loc[conflict, ["line", "ts"]].reset_index(drop=True)
+    bars = good[~(conflict | exact)] if repeated.any() else good
+    if not bars["ts"].is_monotonic_increasing:
+        bars = bars.sort_values("ts", kind="stable")
+    bars = bars.reset_index(drop=True)
+    return SettledRows(bars=bars, conflicting=conflicting, skipped=int(exact.sum()))

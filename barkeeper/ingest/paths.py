@@ -1,15 +1,28 @@
-"""Path confinement: files a flow touches stay inside the folder it was configured with.
+"""Path confinement and the landing folder's rules: what may be taken, when, and from where.
 
 Flow parameters come from the Prefect UI, so a folder or file name there is untrusted input: it
-must not reach outside the configured folder through `..`, an absolute path or a symlink.
+must not reach outside the configured folder through `..`, an absolute path or a symlink. A
+landing folder never holds the store or the system's files, and a file is taken only once its
+uploader is done with it.
 """
 
 from __future__ import annotations
 
+import fnmatch
 import shutil
+import time
+from collections.abc import Sequence
 from pathlib import Path
 
+from sqlalchemy.engine import make_url
+
 from barkeeper.errors import ParameterError
+
+SYSTEM_FOLDERS = (
+    "/", "/bin", "/boot", "/dev", "/etc", "/home", "/lib", "/lib64", "/opt", "/proc", "/root",
+    "/sbin", "/srv", "/sys", "/tmp", "/usr", "/var", "/Users",
+)  # fmt: skip
+UNFINISHED_SUFFIXES = (".part", ".tmp", ".crdownload", ".partial")
 
 
 def confine(root: Path, relative: str | Path = ".", *, parameter: str = "path") -> Path:
@@ -39,18 +52,55 @@ def inside(root: Path, path: Path) -> bool:
     return Path(path).resolve().is_relative_to(Path(root).resolve())
 
 
-def landed_files(folder: Path) -> list[Path]:
-    """The files waiting in a landing folder: regular entries at its top level, by name.
+def landed_files(folder: Path, patterns: Sequence[str]) -> list[Path]:
+    """The files waiting in a landing folder: top-level entries matching a vendor pattern.
 
-    Hidden files (editors' and uploaders' temporaries) and sub-folders (`done/`, `rejected/`)
-    are not waiting files. Symlinks are listed as they are, so the caller can reject the ones
-    that lead outside the folder.
+    Hidden files and uploads in progress (``.part``, ``.tmp``) never match, nor do sub-folders
+    (`done/`, `rejected/`); anything else is left where it is. Symlinks are listed as they are,
+    so the caller can reject the ones that lead outside the folder.
     """
     return sorted(
         p
         for p in Path(folder).iterdir()
-        if not p.name.startswith(".") and (p.is_symlink() or p.is_file())
+        if not p.name.startswith(".")
+        and not p.name.lower().endswith(UNFINISHED_SUFFIXES)
+        and any(fnmatch.fnmatch(p.name.lower(), pattern.lower()) for pattern in patterns)
+        and (p.is_symlink() or p.is_file())
     )
+
+
+def unsettled_for(path: Path, settle_seconds: float, now: float | None = None) -> float:
+    """Seconds `path` must still stay unchanged before it is taken (0: it may be taken now).
+
+    A file still being written changes its size and modification time; one whose modification
+    time is `settle_seconds` old has had both stable that long.
+    """
+    age = (time.time() if now is None else now) - path.lstat().st_mtime
+    return max(0.0, settle_seconds - age)
+
+
+def refuse_landing(folder: Path, database_url: str) -> None:
+    """Raise ParameterError if `folder` is a system or home folder or holds the store's file."""
+    resolved = Path(folder).resolve()
+    homes = {Path.home().resolve(), *(p.resolve() for p in _children("/home"))}
+    if str(resolved) in SYSTEM_FOLDERS or resolved in homes:
+        raise ParameterError(
+            f"landing: {resolved} is a system or home folder; point the landing folder at a "
+            "folder of its own (nothing was moved)"
+        )
+    url = make_url(database_url)
+    if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+        store = Path(url.database).resolve()
+        if store.is_relative_to(resolved):
+            raise ParameterError(
+                f"landing: {resolved} holds the store {store}; use a folder of its own for "
+                "vendor files (nothing was moved)"
+            )
+
+
+def _children(folder: str) -> list[Path]:
+    base = Path(folder)
+    return [p for p in base.iterdir() if p.is_dir()] if base.is_dir() else []
 
 
 def move_into(path: Path, folder: Path) -> Path:

@@ -33,7 +33,7 @@ from barkeeper.live.faults import FaultConfig, inject
 from barkeeper.live.run_changes import SourceSlice, source_slice
 from barkeeper.live.session_checks import CycleChecks
 from barkeeper.live.session_data import SessionData
-from barkeeper.live.session_results import SessionState
+from barkeeper.live.session_results import SessionState, quarantined_mask
 from barkeeper.live.upkeep import Upkeep, UpkeepConfig
 
 if TYPE_CHECKING:
@@ -131,6 +131,8 @@ class Replay:
     data: SessionData
     calendar: Calendar
     read_bars: Callable[[tuple[str, ...], int, int], pd.DataFrame]
+    # minutes per symbol whose rows were all quarantined (gap status `quarantined`)
+    read_quarantined: Callable[[tuple[str, ...], int, int], dict[str, np.ndarray]] | None = None
     current: LoadedSession | None = None
     coordinator: BacktestStreamCoordinator | None = None
     upkeep: Upkeep | None = None
@@ -214,6 +216,13 @@ class Replay:
             fault_counts=faulted.log.counts(),
             seconds=perf_counter() - began,
         )
+
+    def quarantined(self, minutes: SessionMinutes, symbols: tuple[str, ...]) -> np.ndarray | None:
+        """(S, M) bool: the session's minutes whose vendor rows were all quarantined."""
+        if self.read_quarantined is None:
+            return None
+        found = self.read_quarantined(symbols, *self.day_window(minutes.session))
+        return quarantined_mask(symbols, minutes.minutes, found)
 
     def day_window(self, session: date) -> tuple[int, int]:
         """The session's whole local day: every bar it may own, in or out of its minutes.

@@ -20,12 +20,13 @@ from barkeeper.live.session_data import Provenance
 from barkeeper.live.upkeep import SlotState
 
 SEGMENT_NAMES = {REGULAR: "regular", PRE: "pre", POST: "post"}
-GAP_OPEN, GAP_BACKFILLED, GAP_NO_TRADE, GAP_UNFILLABLE = 0, 1, 2, 3
+GAP_OPEN, GAP_BACKFILLED, GAP_NO_TRADE, GAP_UNFILLABLE, GAP_QUARANTINED = 0, 1, 2, 3, 4
 GAP_STATUS = {
     GAP_OPEN: "open",
     GAP_BACKFILLED: "backfilled",
     GAP_NO_TRADE: "no_trade",
     GAP_UNFILLABLE: "unfillable",
+    GAP_QUARANTINED: "quarantined",  # the vendor sent rows for the minute; none could be kept
 }
 CONTRACT_FIGURES = (
     "expected_bars",
@@ -63,15 +64,33 @@ class SessionState:
     slot_state: np.ndarray | None
     derived: dict[int, DerivedBars]
     outside_bars: pd.Series
+    quarantined: np.ndarray | None = None  # (S, M) bool: minutes whose rows were all quarantined
+
+
+def quarantined_mask(
+    symbols: tuple[str, ...], minutes: np.ndarray, found: dict[str, np.ndarray]
+) -> np.ndarray:
+    """(S, M) bool: the session's minutes each symbol has only quarantined rows for."""
+    mask = np.zeros((len(symbols), len(minutes)), dtype=bool)
+    for i, symbol in enumerate(symbols):
+        if symbol in found:
+            mask[i] = np.isin(minutes, found[symbol])
+    return mask
 
 
 def slot_categories(state: SessionState) -> np.ndarray:
-    """Per minute without a fed bar: backfilled, no-trade, unfillable or still open."""
+    """Per minute without a fed bar: backfilled, no-trade, unfillable, quarantined or open.
+
+    A minute the vendor did send, but whose rows were all quarantined, is `quarantined`, never
+    `no_trade`: someone traded, barkeeper could not keep the bar.
+    """
     categories = np.full(state.provenance.shape, GAP_OPEN, dtype=np.uint8)
     categories[state.provenance == Provenance.BACKFILL] = GAP_BACKFILLED
     if state.slot_state is not None:
         categories[state.slot_state == SlotState.NO_TRADE] = GAP_NO_TRADE
         categories[state.slot_state == SlotState.UNFILLABLE] = GAP_UNFILLABLE
+    if state.quarantined is not None:
+        categories[state.quarantined & (state.provenance == Provenance.NONE)] = GAP_QUARANTINED
     return categories
 
 

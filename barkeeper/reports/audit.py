@@ -19,7 +19,12 @@ from barkeeper.core.calendar import Calendar, SessionMinutes
 from barkeeper.core.kernels import DerivedBars, bucket_layout, derive, derived_frame
 from barkeeper.core.panel import BAR_COLUMNS, Panel
 from barkeeper.live.session_records import Provenance
-from barkeeper.live.session_results import SessionState, session_gaps, session_metrics
+from barkeeper.live.session_results import (
+    SessionState,
+    quarantined_mask,
+    session_gaps,
+    session_metrics,
+)
 from barkeeper.live.upkeep import SlotState
 from barkeeper.quality.validation import SuiteResult
 
@@ -35,7 +40,7 @@ class LandedFile:
     """What became of one file of the landing folder."""
 
     name: str
-    status: str  # done | rejected
+    status: str  # done | rejected | waiting (not settled yet: taken by a later run)
     moved_to: str
     symbol: str = ""
     read: int = 0
@@ -43,6 +48,7 @@ class LandedFile:
     quarantined: int = 0
     skipped: int = 0
     reason: str = ""
+    revised: int = 0
 
 
 @dataclass(frozen=True)
@@ -138,6 +144,7 @@ def audit_session(
     symbols: Sequence[str],
     bars: pd.DataFrame,
     intervals: Sequence[int],
+    quarantined: dict[str, np.ndarray] | None = None,
 ) -> SessionAudit:
     """Audit one session's repository bars against its calendar minutes.
 
@@ -155,8 +162,9 @@ def audit_session(
 
     Notes
     -----
-    Every expected minute without a bar is a no-trade minute: the repository is the source a
-    replay would backfill from, so nothing could fill it. Backfilled and repaired counts are 0.
+    Every expected minute without a bar is a no-trade minute (the repository is the source a
+    replay would backfill from, so nothing could fill it), unless the vendor's rows for it were
+    all quarantined (`quarantined`: minute stamps per symbol). Backfilled and repaired are 0.
     """
     panel = Panel.empty(tuple(symbols), minutes.minutes)
     outside = panel.fill(bars[list(BAR_COLUMNS)])
@@ -173,6 +181,7 @@ def audit_session(
         slot_state=slot_state,
         derived=derived,
         outside_bars=outside.groupby("symbol").size(),
+        quarantined=quarantined_mask(panel.symbols, minutes.minutes, quarantined or {}),
     )
     return SessionAudit(
         minutes=minutes,

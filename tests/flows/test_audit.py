@@ -27,6 +27,7 @@ from barkeeper.ingest.paths import confine, landed_files, move_into
 from barkeeper.params import AuditParameters
 from barkeeper.reports.audit import completed_sessions
 from barkeeper.reports.charts import MAX_STRIPS, coverage_chart
+from barkeeper.settings import DEFAULT_LANDING_PATTERNS
 from models.engine import engine_for
 from models.results import read_table
 from models.tables import Bar, Gap, IngestedFile, Run, SessionMetric, ValidationResult
@@ -65,6 +66,7 @@ def landing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sqlite_url: str) ->
     (folder / "FXY_1min_link.csv").symlink_to(secret)
     monkeypatch.setenv("BARKEEPER_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("BARKEEPER_LANDING_DIR", str(folder))
+    monkeypatch.setenv("BARKEEPER_LANDING_SETTLE_SECONDS", "0")  # the files are complete
     monkeypatch.setenv("BARKEEPER_REPORTS_DIR", str(tmp_path / "reports"))
     return folder
 
@@ -119,7 +121,7 @@ def test_nightly_audit_ingests_moves_audits_and_reports(
     engine = engine_for(sqlite_url)
 
     # Files: the good one in done/, the unreadable one and the escaping link in rejected/.
-    assert landed_files(landing) == []
+    assert landed_files(landing, DEFAULT_LANDING_PATTERNS) == []
     assert (landing / "done" / good.name).read_bytes() == kept
     assert (landing / "rejected" / "DBB_1min_broken.csv").exists()
     assert (landing / "rejected" / "FXY_1min_link.csv").is_symlink()

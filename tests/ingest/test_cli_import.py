@@ -20,7 +20,10 @@ from models.engine import engine_for
 from models.repository import known_symbols, read_bars
 
 SAMPLES = sorted(SAMPLE_DIR.glob("*_1min_*.csv"))
-REPORT_KEYS = ["path", "symbol", "read", "stored", "quarantined", "skipped", "reasons"]
+REPORT_KEYS = [
+    "path", "symbol", "read", "stored", "quarantined", "skipped", "revised", "reasons", "format",
+    "warnings",
+]  # fmt: skip
 
 
 def run(*args: str) -> tuple[int, str, str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import gzip
+import bz2
 import string
 from pathlib import Path
 
@@ -19,6 +19,7 @@ from barkeeper.errors import InputFileError, ParameterError
 from barkeeper.ingest.files import REASONS, ingest_file, parse_file, symbol_from_path
 from models.engine import engine_for
 from models.repository import read_bars, read_quarantine
+from models.revisions import read_revisions
 from models.tables import Bar, IngestedFile
 
 DATA = TEST_DATA
@@ -40,6 +41,7 @@ def oracle(path: Path, symbol: str) -> pd.DataFrame:
 
 
 def assert_bars_equal(actual: pd.DataFrame, expected: pd.DataFrame) -> None:
+    actual = actual.drop(columns="line", errors="ignore")  # parse_file's bars name their line
     actual = actual.sort_values(["symbol", "ts"], ignore_index=True)
     expected = expected.sort_values(["symbol", "ts"], ignore_index=True)
     assert list(actual.columns) == list(BAR_COLUMNS)
@@ -134,7 +136,9 @@ def test_every_bad_row_class_lands_in_quarantine(db_url: str) -> None:
         assert conn.execute(select(func.count()).select_from(IngestedFile)).scalar() == 3
 
 
-def test_vendor_correction_replaces_the_bar(sqlite_url: str, tmp_path: Path) -> None:
+def test_vendor_revision_replaces_the_bar_and_keeps_the_old(
+    sqlite_url: str, tmp_path: Path
+) -> None:
     engine = engine_for(sqlite_url)
     path = tmp_path / "ABC_1min.csv"
     path.write_text("timestamp,open,high,low,close,volume\n2023-07-10 13:30:00,1,2,1,2,5\n"
@@ -143,8 +147,9 @@ def test_vendor_correction_replaces_the_bar(sqlite_url: str, tmp_path: Path) -> 
     path.write_text("timestamp,open,high,low,close,volume\n2023-07-10 13:30:00,1,2,1,1.5,5\n"
                     "2023-07-10 13:31:00,2,2,2,2,5\n")  # fmt: skip
     report = ingest_file(engine, path)
-    assert (report.read, report.stored, report.skipped) == (2, 1, 1)
+    assert (report.read, report.stored, report.revised, report.skipped) == (2, 0, 1, 1)
     assert read_bars(engine, ["ABC"], *ALL_TIME)["close"].tolist() == [1.5, 2.0]
+    assert read_revisions(engine, "ABC", *ALL_TIME)["close"].tolist() == [2.0]
 
 
 def test_columns_in_any_order_and_case_with_bom_and_crlf() -> None:
@@ -217,7 +222,7 @@ UNREADABLE = {
     "missing_columns": ((DATA / "missing_columns.csv").read_bytes(), "missing column(s) high"),
     "semicolons": ((DATA / "semicolon.csv").read_bytes(), "separated by semicolons"),
     "binary": (bytes(range(256)) * 4, "binary content"),
-    "gzip": (gzip.compress((DATA / "aware_offsets.csv").read_bytes()), "gzip-compressed"),
+    "bzip2": (bz2.compress((DATA / "aware_offsets.csv").read_bytes()), "bzip2-compressed"),
     "latin1": ("timestamp,open,high,low,close,volume\n\u00e9t\u00e9".encode("latin-1"), "UTF-8"),
     "fake_parquet": (b"timestamp,open\n", "not a Parquet file"),
     "duplicate_column": (b"timestamp,open,OPEN,high,low,close,volume\n", "more than once"),

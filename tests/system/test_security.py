@@ -112,8 +112,8 @@ def test_nightly_audit_ingests_nothing_from_outside_its_landing_folder(
     (root / "MSFT_1min_linked.csv").symlink_to(outside / MSFT.name)
     with disable_run_logger():
         with pytest.raises(ParameterError, match="points outside"):
-            ingest_landing.fn(sqlite_url, str(root), "../secret")
-        landed = ingest_landing.fn(sqlite_url, str(root), ".")
+            ingest_landing.fn(sqlite_url, str(root), "../secret", ["*.csv"], 0)
+        landed = ingest_landing.fn(sqlite_url, str(root), ".", ["*.csv"], 0)
     assert [(f.status, "outside" in f.reason) for f in landed] == [("rejected", True)]
     assert (outside / MSFT.name).exists()  # the target is left alone
     with engine_for(sqlite_url).connect() as conn:
