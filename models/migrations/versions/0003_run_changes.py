@@ -11,6 +11,8 @@ run_session row is read as a full copy). A store adopted from before migrations 
 
 from __future__ import annotations
 
+import warnings
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -83,14 +85,16 @@ def _rekey(table: str, key: tuple[str, ...], *, nullable: bool) -> None:
     bind = op.get_bind()
     name = sa.inspect(bind).get_pk_constraint(table).get("name") or f"{table}_pkey"
     if bind.dialect.name == "sqlite":
-        with op.batch_alter_table(
-            table,
-            recreate="always",
-            table_kwargs={"sqlite_with_rowid": not nullable},
-        ) as batch:
-            for column in PRICES:
-                batch.alter_column(column, existing_type=sa.Float(), nullable=nullable)
-            batch.create_primary_key(f"{table}_pkey", list(key))
+        # The copy is reflected with the old key's primary_key flags; SQLAlchemy warns, then
+        # takes the new key, which is what the rebuilt table gets.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Table '_alembic_tmp_", sa.exc.SAWarning)
+            with op.batch_alter_table(
+                table, recreate="always", table_kwargs={"sqlite_with_rowid": not nullable}
+            ) as batch:
+                for column in PRICES:
+                    batch.alter_column(column, existing_type=sa.Float(), nullable=nullable)
+                batch.create_primary_key(f"{table}_pkey", list(key))
         return
     op.drop_constraint(name, table, type_="primary")
     op.create_primary_key(f"{table}_pkey", table, list(key))
