@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime
 
-from sqlalchemy import BigInteger, Column, Index, Text
+from sqlalchemy import BigInteger, Column, Text
 from sqlmodel import Field, SQLModel
 
 
@@ -145,20 +145,22 @@ class RunBar(SQLModel, table=True):
     """A bar of a run that is not the repository's bar as the run read it.
 
     Sessions recorded in `run_session` store only their changes: 1m bars the run ended with
-    that differ from the repository's (backfilled, repaired, synthetic, or other values), and
-    a `none` marker (NULL prices) where the repository held a bar the run ended without; the
-    rest of the series is rebuilt from the repository (`barkeeper.reports.rebuild`). Sessions of
-    older runs (no `run_session` row) hold a full copy, derived bars included.
+    that differ from the repository's (backfilled, repaired, synthetic, or other values; NULL
+    prices where only the provenance differs, the values being the repository's) and a `none`
+    marker where the repository held a bar the run ended without; the rest of the series is
+    rebuilt from the repository (`barkeeper.reports.rebuild`). Sessions of older runs (no
+    `run_session` row) hold a full copy, derived bars included. The key leads with the session
+    (every read is per run and session) and, on SQLite, is the table itself (WITHOUT ROWID).
     """
 
     __tablename__ = "run_bar"
-    __table_args__ = (Index("ix_run_bar_session", "run_id", "session", "symbol", "interval"),)
+    __table_args__ = {"sqlite_with_rowid": False}
 
     run_id: str = Field(primary_key=True, max_length=64, foreign_key="run.id")
+    session: date = Field(primary_key=True)
     symbol: str = Field(primary_key=True, max_length=64)
     interval: int = Field(primary_key=True)
     ts: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
-    session: date
     open: float | None = None
     high: float | None = None
     low: float | None = None

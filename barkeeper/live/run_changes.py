@@ -9,10 +9,10 @@ together from the repository and these rows.
 Derived bars are not stored: they are recomputed at export by the same kernel (`derive`) from
 the rebuilt 1m series and the session's layout (calendar, extended hours, anchor, intervals,
 all in `run_session`). Measured on 500 synthetic symbols x one session (BENCHMARKS.md, "Run
-bars"), the derived rows were 62,500 of a full copy's 257,500 rows, ~15 MB of SQLite store per
-session: alone more than the 6 MB budget; recomputed they cost a few milliseconds per symbol at
-export and are bit-identical to the copy (every replay test checks it with
-BARKEEPER_VERIFY_EXPORTS=1).
+storage"): a full copy was 225,674 rows, 61,095 of them derived, which alone would be ~14 MB
+of SQLite store at the full copy's ~237 bytes a row, over the 6 MB budget; recomputed, one
+symbol's export takes ~32 ms of CPU and the whole session's rebuild 0.8 s, and the result is
+bit-identical to the copy (every replay test checks it with BARKEEPER_VERIFY_EXPORTS=1).
 """
 
 from __future__ import annotations
@@ -62,22 +62,27 @@ def session_changes(state: SessionState, source: SourceSlice, rows: slice) -> pd
     """The run_bar changes of the panel rows `rows`: every slot that differs from the source.
 
     A slot is unchanged only when the run ended with a feed bar equal (all five values) to
-    the repository's bar there; a backfilled or repaired bar counts as changed even with the
-    same values, since its provenance differs.
+    the repository's bar there. A bar equal to the repository's under another provenance (a
+    backfill, a repair) is stored with NULL prices: only its provenance changed. A slot the
+    run ended without, where the repository has a bar, gets a `none` marker.
     """
     prov = state.provenance[rows]
     have = prov != Provenance.NONE
     repo = source.panel.present[rows]
-    same = have & repo & (prov == Provenance.FEED)
+    equal = have & repo
     for name in PRICE_COLUMNS:
-        same &= getattr(state.panel, name)[rows] == getattr(source.panel, name)[rows]
-    r, c = np.nonzero((have & ~same) | (~have & repo))
+        equal &= getattr(state.panel, name)[rows] == getattr(source.panel, name)[rows]
+    r, c = np.nonzero((have & ~(equal & (prov == Provenance.FEED))) | (~have & repo))
     symbols = np.asarray(state.panel.symbols, dtype=object)[rows]
+    priced = ~equal[r, c]
     return pd.DataFrame(
         {
             "symbol": symbols[r],
             "ts": state.panel.minutes[c],
-            **{name: getattr(state.panel, name)[rows][r, c] for name in PRICE_COLUMNS},
+            **{
+                name: np.where(priced, getattr(state.panel, name)[rows][r, c], np.nan)
+                for name in PRICE_COLUMNS
+            },
             "provenance": pd.Series(prov[r, c]).map(PROVENANCE_NAMES).to_numpy(dtype=object),
         }
     )

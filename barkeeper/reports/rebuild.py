@@ -87,14 +87,21 @@ def check_sources(run_id: str, session: date, recorded: pd.DataFrame, now: pd.Da
 
 
 def _apply_changes(panel: Panel, provenance: np.ndarray, changes: pd.DataFrame) -> None:
-    """Write the run's changed bars and `none` markers over the repository's bars."""
+    """Write the run's changes over the repository's bars.
+
+    A change with prices replaces the bar; one without keeps the repository's values under
+    its own provenance, or, as a `none` marker, removes the bar.
+    """
     if changes.empty:
         return
     rows = pd.Index(panel.symbols).get_indexer(changes["symbol"])
     cols = np.searchsorted(panel.minutes, changes["ts"].to_numpy(dtype=np.int64))
+    codes = changes["provenance"].map(PROVENANCE_CODES).to_numpy(dtype=np.uint8)
+    priced = changes["close"].notna().to_numpy() | (codes == Provenance.NONE)
     for name in PRICE_COLUMNS:
-        getattr(panel, name)[rows, cols] = changes[name].to_numpy(dtype=np.float64)
-    provenance[rows, cols] = changes["provenance"].map(PROVENANCE_CODES).to_numpy(dtype=np.uint8)
+        values = changes[name].to_numpy(dtype=np.float64)
+        getattr(panel, name)[rows[priced], cols[priced]] = values[priced]
+    provenance[rows, cols] = codes
 
 
 def run_series(engine: Engine, run_id: str) -> pd.DataFrame:

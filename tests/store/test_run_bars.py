@@ -18,7 +18,7 @@ import pandas as pd
 import pytest
 from alembic import command
 from conftest import need
-from sqlalchemy import create_engine, text
+from sqlalchemy import create_engine, inspect, text
 
 from barkeeper.core.fingerprint import slice_digests
 from barkeeper.core.panel import BAR_COLUMNS, PRICE_COLUMNS
@@ -117,6 +117,8 @@ def test_a_full_copy_run_of_revision_0002_still_exports_after_the_upgrade(
         )
     init_db(engine)
     assert schema_diff(engine) == []
+    key = inspect(engine).get_pk_constraint("run_bar")["constrained_columns"]
+    assert key == ["run_id", "session", "symbol", "interval", "ts"]
     one = export_bars(engine, "old", "MSFT", SESSION, 1)
     assert one["timestamp"].tolist() == [
         "2023-07-10T13:30:00Z",

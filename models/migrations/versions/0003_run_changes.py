@@ -1,4 +1,4 @@
-"""Runs record what they changed: nullable run_bar prices (markers), run_session, run_source.
+"""Runs record what they changed: run_bar keyed by session; run_session and run_source tables.
 
 Revision ID: 0003
 Revises: 0002
@@ -11,6 +11,8 @@ run_session row is read as a full copy). A store adopted from before migrations 
 
 from __future__ import annotations
 
+import warnings
+
 import sqlalchemy as sa
 from alembic import op
 
@@ -22,10 +24,16 @@ depends_on = None
 PRICES = ("open", "high", "low", "close", "volume")
 
 
+KEY = ("run_id", "session", "symbol", "interval", "ts")
+OLD_KEY = ("run_id", "symbol", "interval", "ts")
+
+
 def upgrade() -> None:
-    with op.batch_alter_table("run_bar") as batch:
-        for name in PRICES:
-            batch.alter_column(name, existing_type=sa.Float(), nullable=True)
+    bind = op.get_bind()
+    indexes = {i["name"] for i in sa.inspect(bind).get_indexes("run_bar")}
+    if "ix_run_bar_session" in indexes:
+        op.drop_index("ix_run_bar_session", table_name="run_bar")
+    _rekey("run_bar", KEY, nullable=True)
     present = set(sa.inspect(op.get_bind()).get_table_names())
     if "run_session" not in present:
         _create_run_session()
@@ -66,7 +74,29 @@ def _create_run_source() -> None:
 def downgrade() -> None:
     op.drop_table("run_source")
     op.drop_table("run_session")
-    op.execute("DELETE FROM run_bar WHERE open IS NULL")  # markers have no full-copy meaning
-    with op.batch_alter_table("run_bar") as batch:
-        for name in PRICES:
-            batch.alter_column(name, existing_type=sa.Float(), nullable=False)
+    op.execute("DELETE FROM run_bar WHERE open IS NULL")  # changes have no full-copy meaning
+    _rekey("run_bar", OLD_KEY, nullable=False)
+    op.create_index("ix_run_bar_session", "run_bar", ["run_id", "session", "symbol", "interval"])
+
+
+def _rekey(table: str, key: tuple[str, ...], *, nullable: bool) -> None:
+    """Set the primary key and the prices' nullability; SQLite rebuilds the table WITHOUT ROWID
+    (keeping its rows), PostgreSQL alters it in place."""
+    bind = op.get_bind()
+    name = sa.inspect(bind).get_pk_constraint(table).get("name") or f"{table}_pkey"
+    if bind.dialect.name == "sqlite":
+        # The copy is reflected with the old key's primary_key flags; SQLAlchemy warns, then
+        # takes the new key, which is what the rebuilt table gets.
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", "Table '_alembic_tmp_", sa.exc.SAWarning)
+            with op.batch_alter_table(
+                table, recreate="always", table_kwargs={"sqlite_with_rowid": not nullable}
+            ) as batch:
+                for column in PRICES:
+                    batch.alter_column(column, existing_type=sa.Float(), nullable=nullable)
+                batch.create_primary_key(f"{table}_pkey", list(key))
+        return
+    op.drop_constraint(name, table, type_="primary")
+    op.create_primary_key(f"{table}_pkey", table, list(key))
+    for column in PRICES:
+        op.alter_column(table, column, existing_type=sa.Float(), nullable=nullable)
