@@ -1,4 +1,4 @@
-"""Task `publish_report`: Data Docs once per run, then the run's Prefect artifacts."""
+"""Task `publish_report`: the run's Prefect artifacts (one quality table, the summary), once."""
 
 from __future__ import annotations
 
@@ -31,10 +31,11 @@ def _summary_markdown(
         "",
     ]
     if replay.data_docs:
-        links = ", ".join(
-            f"[{session}]({Path(page).as_uri()})" for session, page in replay.data_docs.items()
-        )
-        lines += [f"**Data Docs** (per session): {links}", ""]
+        firsts: dict[str, Any] = {}
+        for session, page in replay.data_docs.items():
+            firsts.setdefault(page, session)
+        links = ", ".join(f"[{s}]({Path(page).as_uri()})" for page, s in firsts.items())
+        lines += [f"**Data Docs** (per batch of sessions): {links}", ""]
     lines += [
         "## Quality",
         "",
@@ -82,9 +83,13 @@ def _summary_markdown(
     return "\n".join(lines)
 
 
+def _flat(figures: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in figures.items() if k != "segments"}
+
+
 @task(cache_policy=NONE)
 def publish_report(run_id: str) -> dict[str, Any]:
-    """Build Data Docs, publish the quality tables, summary and coverage chart artifacts."""
+    """Publish the run's quality table (a row per session and symbol) and its summary."""
     replay = live(run_id)
     engine = engine_for(replay.plan.database_url)
     data_docs = next(reversed(replay.data_docs.values()), "")
@@ -93,15 +98,16 @@ def publish_report(run_id: str) -> dict[str, Any]:
     report["data_docs"] = data_docs
     failed = failed_expectations(engine, run_id)
     gaps = gaps_of(engine, run_id)
-    for session in report["sessions"]:
-        rows = [{"symbol": s, **m} for s, m in session["symbols"].items()]
-        for row in rows:
-            row.pop("segments", None)
-        create_table_artifact(
-            key=f"barkeeper-quality-{session['date']}",
-            table=rows,
-            description=f"Per-symbol bar quality of session {session['date']} (run {run_id})",
-        )
+    rows = [
+        {"session": session["date"], "symbol": symbol, **_flat(figures)}
+        for session in report["sessions"]
+        for symbol, figures in session["symbols"].items()
+    ]
+    create_table_artifact(
+        key="barkeeper-quality",
+        table=rows,
+        description=f"Per-symbol bar quality, a row per session and symbol (run {run_id})",
+    )
     create_markdown_artifact(
         key="barkeeper-replay-summary",
         markdown=_summary_markdown(replay, report, failed, gaps),

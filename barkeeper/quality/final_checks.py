@@ -33,8 +33,8 @@ BATCH_RESULT_FORMAT = {"result_format": "BOOLEAN_ONLY"}
 """A batch's GX results hold successes only (2.5x cheaper than SUMMARY at 700k rows): the
 failing rows, their samples and keys come from `row_failures` per session, as for the cycles."""
 
-BATCH_ROWS = 400_000
-"""Rows held before a batch is validated: bounds memory (~60 MB of prepared frames) while
+BATCH_ROWS = 1_000_000
+"""Rows held before a batch is validated: bounds memory (~150 MB of prepared frames) while
 amortising GX's fixed cost over several sessions of a few hundred symbols."""
 
 

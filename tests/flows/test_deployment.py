@@ -62,10 +62,11 @@ def test_custom_replay_run_completes_with_artifacts_and_store(
     run_id = str(replay_run.id)
 
     artifacts = artifacts_of(served, replay_run)
-    quality_keys = sorted(k for k in artifacts if k.startswith("barkeeper-quality-"))
-    assert quality_keys, sorted(artifacts)
-    rows = json.loads(artifacts[quality_keys[0]].data)
-    assert {r["symbol"] for r in rows} == {"MSFT", "DBB"}
+    assert "barkeeper-quality" in artifacts, sorted(artifacts)  # one table per run
+    rows = json.loads(artifacts["barkeeper-quality"].data)
+    assert {(r["session"], r["symbol"]) for r in rows} == {
+        (day, symbol) for day in ("2023-07-10", "2023-07-11") for symbol in ("MSFT", "DBB")
+    }
     markdown = [a.data for a in artifacts.values() if a.type == "markdown"]
     assert any("Data Docs" in text for text in markdown)
 
