@@ -111,7 +111,7 @@ def replay_fanout(
     Returns
     -------
     dict
-        `{"run_ids": [...], "sessions": [...]}`: the sessions of every per-session report in
+        `{"run_ids": [...], "sessions": [...]}`: the sessions of every block's report in
         date order, each with the `run_id` and `data_docs` of the run that replayed it.
     """
     if workers < 1:

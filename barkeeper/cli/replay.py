@@ -207,7 +207,7 @@ def replay(
 
 
 def run_fanout(parameters: Any, url: str, workers: int) -> dict[str, Any]:
-    """Each session as a run of its own on a local Dask cluster; one report of them all."""
+    """One run per worker's block of sessions on a local Dask cluster; one report of them all."""
     prepare_run(parameters, url)
     from barkeeper.cli.prefect_api import prefect_api
     from flows.fanout import replay_fanout

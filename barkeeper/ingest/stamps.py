@@ -79,8 +79,9 @@ def infer_format(stamps: pd.Series, file: str) -> StampFormat:
     sample = _sample(stamps)
     if sample.empty:
         return ISO_FORMAT
-    if sample.str.fullmatch(r"\d{9,19}").all():
-        epoch = _epoch_unit(sample)
+    digits = sample.str.fullmatch(r"\d{9,19}")
+    if digits.mean() >= 0.5:  # a few broken rows do not hide an epoch file
+        epoch = _epoch_unit(sample[digits])
         if epoch is not None:
             return epoch
     iso = sample.str.match(ISO_PATTERN) & _parses(sample, ISO_FORMAT)

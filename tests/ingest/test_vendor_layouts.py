@@ -273,3 +273,20 @@ def test_close_stamped_file_without_the_flag_is_warned_about(tmp_path: Path) -> 
     assert "warning" not in out
     code, out, _ = run("import", str(SAMPLES["MSFT"]), "--stamp", "close", "--db", url)
     assert "may label the bar's open" in out
+
+
+@pytest.mark.parametrize(
+    ("flags", "needle"),
+    [
+        (["--stamp", "middle"], "--stamp: 'middle' must be open or close"),
+        (["--on-conflict", "merge"], "--on-conflict: 'merge' must be replace, keep or quarantine"),
+        (["--timestamp-format", "nonsense"], "--timestamp-format: 'nonsense' is not a format"),
+    ],
+)
+def test_bad_vendor_flags_are_one_line_before_any_read(
+    flags: list[str], needle: str, tmp_path: Path
+) -> None:
+    url = f"sqlite:///{tmp_path / 'flags.db'}"
+    code, _, err = run("import", str(SAMPLES["DBB"]), *flags, "--db", url)
+    assert code == 2 and err.startswith(f"barkeeper: error: {needle}")
+    assert err.count("\n") == 1 and not (tmp_path / "flags.db").exists()
