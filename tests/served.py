@@ -108,6 +108,23 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def checkout_copy(destination: Path) -> Path:
+    """A copy of this checkout's files (tracked, and new ones not ignored) at `destination`."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return destination
+
+
 def seeded_store(folder: Path) -> str:
     """A SQLite store holding the bundled sample, imported as a user would."""
     url = f"sqlite:///{folder / 'barkeeper.db'}"
