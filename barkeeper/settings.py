@@ -41,6 +41,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("BARKEEPER_REPORTS_DIR", "reports_dir"),
         description="Folder for Data Docs, charts and other generated reports.",
     )
+    reports_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BARKEEPER_REPORTS_URL", "reports_url"),
+        description="http:// address the reports folder is served at (artifacts link there).",
+    )
     landing_dir: Path = Field(
         default=Path("landing"),
         validation_alias=AliasChoices("BARKEEPER_LANDING_DIR", "landing_dir"),

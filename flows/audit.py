@@ -71,9 +71,10 @@ def nightly_audit(audit: AuditParameters = DEFAULT_AUDIT) -> dict[str, Any]:
             audits,
             checks,
             landed,
-            str(reports / "charts" / run_id),
+            str(reports),
             settings.quality_threshold,
             str(calendar.tz),
+            settings.reports_url,
         )
     except Exception as error:
         finish_run(engine, run_id, "failed", error=str(error))

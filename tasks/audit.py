@@ -28,6 +28,7 @@ from barkeeper.reports.audit import (
 )
 from barkeeper.reports.audit_report import quality_rows, summary_markdown
 from barkeeper.reports.charts import coverage_chart
+from barkeeper.reports.links import ReportsSite
 from models.bulk import insert_rows
 from models.engine import engine_for
 from models.repository import known_symbols, read_bars, record_ingested_file
@@ -169,13 +170,14 @@ def publish_audit_artifacts(
     audits: list[SessionAudit],
     checks: list[SessionCheck],
     landed: list[LandedFile],
-    charts_dir: str,
+    reports_dir: str,
     quality_threshold: float,
     tz: str,
+    reports_url: str | None = None,
 ) -> str:
     """Publish the quality table and the markdown summary (with coverage charts) of the run."""
     charts: dict[date, bytes] = {}
-    folder = Path(charts_dir)
+    folder = Path(reports_dir) / "charts" / run_id
     folder.mkdir(parents=True, exist_ok=True)
     for audit in audits:
         png = coverage_chart(
@@ -193,7 +195,8 @@ def publish_audit_artifacts(
         key=QUALITY_KEY,
         description=f"Per-symbol bar quality of the audited sessions (run {run_id}).",
     )
-    markdown = summary_markdown(run_id, audits, checks, landed, charts, quality_threshold)
+    site = ReportsSite(Path(reports_dir), reports_url)
+    markdown = summary_markdown(run_id, audits, checks, landed, charts, quality_threshold, site)
     create_markdown_artifact(
         markdown=markdown, key=SUMMARY_KEY, description="Nightly audit summary"
     )

@@ -106,6 +106,7 @@ def make_plan(replay: ReplayParameters, settings: Settings, run_id: str) -> Repl
             else replay.quality_threshold
         ),
         reports_dir=str(settings.reports_dir),
+        reports_url=settings.reports_url,
         prefetch=replay.prefetch,
         handlers=tuple(replay.handlers),
     )

@@ -12,6 +12,7 @@ from prefect.cache_policies import NONE
 
 from barkeeper.live.replay import Replay, live
 from barkeeper.reports.charts import coverage_chart, png_data_uri
+from barkeeper.reports.links import ReportsSite
 from barkeeper.reports.report import failed_expectations, gaps_of, run_report
 from models.engine import engine_for
 from models.results import write_validation_success
@@ -31,9 +32,8 @@ def _summary_markdown(
         "",
     ]
     if replay.data_docs:
-        links = ", ".join(
-            f"[{session}]({Path(page).as_uri()})" for session, page in replay.data_docs.items()
-        )
+        site = ReportsSite(Path(plan.reports_dir), plan.reports_url)
+        links = ", ".join(site.markdown(str(s), page) for s, page in replay.data_docs.items())
         lines += [f"**Data Docs** (per session): {links}", ""]
     lines += [
         "## Quality",

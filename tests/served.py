@@ -59,6 +59,7 @@ class Served:
     home: Path
     database_url: str
     reports_dir: Path
+    reports_url: str
     landing_dir: Path
     started_s: float
 
@@ -144,11 +145,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("served")
     home = root / "prefect"
     home.mkdir()
-    port = free_port()
+    port, reports_port = free_port(), free_port()
     database_url = seeded_store(root)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
         "PORT": str(port),
+        "REPORTS_PORT": str(reports_port),
         "PREFECT_HOME": str(home),
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "BARKEEPER_DATABASE_URL": database_url,
@@ -172,6 +174,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         home=home,
         database_url=database_url,
         reports_dir=root / "reports",
+        reports_url=f"http://127.0.0.1:{reports_port}",
         landing_dir=root / "landing",
         started_s=0.0,
     )
