@@ -31,6 +31,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("BARKEEPER_DATABASE_URL", "database_url"),
         description="SQLAlchemy URL of the store.",
     )
+    database_block: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BARKEEPER_DATABASE_BLOCK", "database_block"),
+        description="Prefect Secret block holding the store URL (wins over database_url).",
+    )
     calendar: str = Field(
         default="XNYS",
         validation_alias=AliasChoices("BARKEEPER_CALENDAR", "calendar"),

@@ -20,6 +20,7 @@ from barkeeper.live.replay import LoadedSession, SessionTiming, live, timing_rep
 from barkeeper.params import ReplayParameters
 from models.engine import engine_for
 from models.results import finish_run
+from tasks.events import emit_run_events
 from tasks.replay import (
     capture_outcome,
     cycle_validation,
@@ -122,6 +123,7 @@ def replay_sessions(replay: ReplayParameters) -> dict[str, Any]:
                 data_upkeep(run_id)
         timings = streaming.result()
         summary = publish_report(run_id)
+        pages = {str(day): page for day, page in live(run_id).data_docs.items()}
     except BaseException as error:
         finish_run(engine, run_id, "failed", error=f"{type(error).__name__}: {error}")
         raise
@@ -130,6 +132,7 @@ def replay_sessions(replay: ReplayParameters) -> dict[str, Any]:
     status = "degraded" if summary["degraded"] else "completed"
     finish_run(engine, run_id, status, data_docs=summary["data_docs"], stats={"timings": timings})
     get_run_logger().info("run %s %s; Data Docs: %s", run_id, status, summary["data_docs"])
+    emit_run_events(run_id, "replay_sessions", status, plan.quality_threshold, pages)
     summary["report"]["status"] = status
     summary["report"]["timings"] = timing_report(timings, plan.prefetch)
     return summary["report"]

@@ -82,6 +82,11 @@ fi
 "$bin/prefect" --no-prompt deploy --all >"$PREFECT_HOME/deploy.log" 2>&1 \
   || { cat "$PREFECT_HOME/deploy.log" >&2; exit 1; }
 
+# --- Automations of automations/*.yaml (an automation whose notification block does not exist
+# yet is skipped with the command that creates it).
+"$bin/barkeeper" automations apply >&2
+# ---
+
 "$bin/prefect" worker start --pool "$pool" >"$PREFECT_HOME/worker.log" 2>&1 &
 pids+=($!)
 

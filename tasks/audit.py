@@ -79,6 +79,8 @@ def ingest_landing(database_url: str, landing_root: str, landing: str) -> list[L
                 stored=report.stored,
                 quarantined=report.quarantined,
                 skipped=report.skipped,
+                first_ts=report.first_ts,
+                last_ts=report.last_ts,
             )
         )
     for item in landed:

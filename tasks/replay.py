@@ -36,7 +36,7 @@ from barkeeper.live.session_results import SessionState, session_bars, session_g
 from barkeeper.live.upkeep import Upkeep, UpkeepConfig
 from barkeeper.params import ReplayParameters
 from barkeeper.quality.data_docs import run_final_checkpoint
-from barkeeper.settings import Settings, load_settings
+from barkeeper.settings import Settings
 from models.engine import engine_for
 from models.repository import known_symbols, read_bars, read_bars_at
 from models.results import (
@@ -46,6 +46,7 @@ from models.results import (
     write_validation_results,
 )
 from models.schema import init_db
+from tasks.secrets import run_settings
 
 
 class RepositorySource:
@@ -131,7 +132,7 @@ def preflight(replay: ReplayParameters, settings: Settings, run_id: str = "") ->
 @task(cache_policy=NONE)
 def open_run(replay: ReplayParameters, run_id: str) -> ReplayPlan:
     """Validate the request against the store, record the run and set up its live state."""
-    plan = preflight(replay, load_settings(), run_id)
+    plan = preflight(replay, run_settings(), run_id)
     engine = engine_for(plan.database_url)
     mark_interrupted(engine)  # earlier runs whose process was killed
     create_run(engine, run_id, "replay_sessions", replay.model_dump(mode="json"))

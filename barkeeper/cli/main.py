@@ -1,6 +1,13 @@
 """The `barkeeper` command: the one app with every command module registered on it."""
 
-from barkeeper.cli import audit, bench, ingest, replay  # noqa: F401  (each registers its commands)
+from barkeeper.cli import (  # noqa: F401  (each registers its commands)
+    audit,
+    automations,
+    bench,
+    blocks,
+    ingest,
+    replay,
+)
 from barkeeper.cli.app import app
 
 __all__ = ["app"]

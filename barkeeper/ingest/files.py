@@ -58,10 +58,14 @@ class IngestReport:
     quarantined: int
     skipped: int
     reasons: dict[str, int] = field(default_factory=dict)
+    first_ts: int | None = None  # the first and last stored bar (epoch seconds), for events
+    last_ts: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The `--json` shape of one file."""
-        return asdict(self)
+        document = asdict(self)
+        del document["first_ts"], document["last_ts"]
+        return document
 
 
 def ingest_file(
@@ -115,6 +119,8 @@ def ingest_file(
         quarantined=len(parsed.quarantine),
         skipped=skipped,
         reasons={r: int(reasons[r]) for r in REASONS if r in reasons.index},
+        first_ts=int(parsed.bars["ts"].min()) if len(parsed.bars) else None,
+        last_ts=int(parsed.bars["ts"].max()) if len(parsed.bars) else None,
     )
     log.info("imported %s: %s", path, report)
     return report

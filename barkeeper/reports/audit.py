@@ -43,6 +43,8 @@ class LandedFile:
     quarantined: int = 0
     skipped: int = 0
     reason: str = ""
+    first_ts: int | None = None  # the file's first and last bar (epoch seconds)
+    last_ts: int | None = None
 
 
 @dataclass(frozen=True)
