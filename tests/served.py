@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, suppress
@@ -23,6 +24,8 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
+from prefect.events import Event
+from prefect.events.filters import EventFilter, EventNameFilter
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from barkeeper.ingest.files import ingest_file
@@ -92,6 +95,30 @@ class Served:
                     return run
                 time.sleep(0.5)
         pytest.fail(f"run {run_id} not final after {RUN_TIMEOUT_S} s:\n{self.logs()}")
+
+    def events(self, name: str, timeout_s: float = 0.0, count: int = 1) -> list[Event]:
+        """The server's events called `name` (newest first), waiting up to `timeout_s` for
+        at least `count` of them."""
+        deadline = time.monotonic() + timeout_s
+        query = EventFilter(event=EventNameFilter(name=[name]))
+        while True:
+            with self.client() as client:
+                found = client.read_events(filter=query, limit=50).events
+            if len(found) >= count or time.monotonic() >= deadline:
+                return found
+            time.sleep(1.0)
+
+    def barkeeper(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """Run the `barkeeper` command against this server; its stdout (fails on exit != 0)."""
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "barkeeper"), *args],
+            env={**os.environ, "PREFECT_API_URL": self.api_url, **(env or {})},
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        assert done.returncode == 0, f"barkeeper {' '.join(args)}:\n{done.stdout}{done.stderr}"
+        return done.stdout
 
     def logs(self, lines: int = 40) -> str:
         parts = []
