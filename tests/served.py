@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -96,14 +96,16 @@ class Served:
                 time.sleep(0.5)
         pytest.fail(f"run {run_id} not final after {RUN_TIMEOUT_S} s:\n{self.logs()}")
 
-    def events(self, name: str, timeout_s: float = 0.0, count: int = 1) -> list[Event]:
-        """The server's events called `name` (newest first), waiting up to `timeout_s` for
-        at least `count` of them."""
+    def events(
+        self, name: str, where: Callable[[Event], bool], count: int = 1, timeout_s: float = 60
+    ) -> list[Event]:
+        """The server's events called `name` for which `where` holds (newest first), once there
+        are `count` of them or after `timeout_s` (events are stored a moment after they arrive)."""
         deadline = time.monotonic() + timeout_s
         query = EventFilter(event=EventNameFilter(name=[name]))
         while True:
             with self.client() as client:
-                found = client.read_events(filter=query, limit=50).events
+                found = [e for e in client.read_events(filter=query, limit=50).events if where(e)]
             if len(found) >= count or time.monotonic() >= deadline:
                 return found
             time.sleep(1.0)
