@@ -34,7 +34,7 @@ from models.schema import init_db
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
-READY_TIMEOUT_S = 180
+READY_TIMEOUT_S = 300
 RUN_TIMEOUT_S = 240
 REPLAY_PARAMETERS = {
     "replay": {

@@ -275,6 +275,13 @@ def run_final_checkpoint(
         finally:
             _release_batches(site)
         keys = {n: _result_key(n, run, result.batch_id) for n, result in outcome.items()}
+        results: list[SuiteResult] = []
+        for n, result in outcome.items():
+            successes = successes_in_suite_order(specs[n], result.results)
+            override = session_quality_severity if n == "session_quality" else None
+            summary = summarise(specs[n], successes, frames[n], params, override)
+            results += summary
+            _judge_by_severity(site.context, keys[n], result, summary)
         built = [(key, key.expectation_suite_identifier) for key in keys.values()]
         site.context.build_data_docs(
             site_names=[SITE_NAME], resource_identifiers=[i for pair in built for i in pair]
@@ -286,11 +293,6 @@ def run_final_checkpoint(
             [index, *pages.values(), *data_docs_dir.glob("expectations/**/*.html")], data_docs_dir
         )
         copy_vendor_assets(data_docs_dir)
-    results: list[SuiteResult] = []
-    for n, result in outcome.items():
-        successes = successes_in_suite_order(specs[n], result.results)
-        override = session_quality_severity if n == "session_quality" else None
-        results += summarise(specs[n], successes, frames[n], params, override)
     page = pages.get("bars_1m") or next(iter(pages.values()))
     seconds = time.perf_counter() - started
     log.info("Data Docs for %s %s built in %.2f s: %s", run_id, session_label, seconds, page)
@@ -309,6 +311,15 @@ def _result_key(suite: str, run: Any, batch_id: str | None) -> Any:
         run_id=run,
         batch_identifier=batch_id,
     )
+
+
+def _judge_by_severity(context: Any, key: Any, result: Any, summary: list[SuiteResult]) -> None:
+    """Store the suite's result as passed unless a critical failure (past its `error_if`)
+    remains: failed warnings never mark a suite failed in the Data Docs index."""
+    success = all(r.success for r in summary if r.severity == "critical")
+    if bool(result.success) != success:
+        result.success = success
+        context.validation_results_store.set(key, result)
 
 
 def _release_batches(site: DocsSite) -> None:
