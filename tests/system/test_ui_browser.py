@@ -112,3 +112,24 @@ def test_summary_links_to_the_sessions_data_docs_over_http(
     docs.get_by_text("2023-07-11", exact=False).first.wait_for()
     assert "bars_1m" in docs.content()
     docs.screenshot(path=OUTPUT / "data-docs-from-summary-link.png")
+
+
+def test_automations_page_and_an_events_detail(
+    page: Page, served: Served, replay_run: FlowRun
+) -> None:
+    page.goto(f"{served.ui_url}/automations")
+    page.get_by_text("barkeeper-audit-landed-file").first.wait_for()
+    assert page.get_by_text("Can't connect to Server API").count() == 0
+    page.screenshot(path=OUTPUT / "ui-automations.png", full_page=True)
+
+    (event,) = served.events(
+        "barkeeper.session.validated",
+        lambda e: (
+            e.resource["barkeeper.run"] == str(replay_run.id)
+            and e.resource["barkeeper.session"] == "2023-07-11"
+        ),
+    )
+    page.goto(f"{served.ui_url}/events/event/{event.occurred.date().isoformat()}/{event.id}")
+    page.get_by_text("barkeeper.session.validated").first.wait_for()
+    page.get_by_text("session 2023-07-11").first.wait_for()
+    page.screenshot(path=OUTPUT / "ui-event-session-validated.png", full_page=True)
