@@ -21,6 +21,7 @@ def run_settings(**overrides: object) -> Settings:
 
 def secret_value(name: str) -> str:
     """The value of the Secret block `name` on the Prefect API; ParameterError if there is none."""
+    import httpx
     from prefect.blocks.system import Secret
 
     try:
@@ -29,6 +30,11 @@ def secret_value(name: str) -> str:
         raise ParameterError(
             f"BARKEEPER_DATABASE_BLOCK: no Secret block named {name!r} on the Prefect API "
             f"({error}); create it with `barkeeper blocks store {name}`"
+        ) from None
+    except (OSError, RuntimeError, httpx.HTTPError) as error:
+        raise ParameterError(
+            f"BARKEEPER_DATABASE_BLOCK: cannot read Secret block {name!r} from the Prefect API: "
+            f"{type(error).__name__}: {error}"
         ) from None
     if not isinstance(value, str) or not value:
         raise ParameterError(f"BARKEEPER_DATABASE_BLOCK: Secret block {name!r} holds no URL")
