@@ -32,6 +32,11 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("BARKEEPER_DATABASE_URL", "database_url"),
         description="SQLAlchemy URL of the store.",
     )
+    database_block: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BARKEEPER_DATABASE_BLOCK", "database_block"),
+        description="Prefect Secret block holding the store URL (wins over database_url).",
+    )
     calendar: str = Field(
         default="XNYS",
         validation_alias=AliasChoices("BARKEEPER_CALENDAR", "calendar"),
@@ -41,6 +46,11 @@ class Settings(BaseSettings):
         default=Path("barkeeper_reports"),
         validation_alias=AliasChoices("BARKEEPER_REPORTS_DIR", "reports_dir"),
         description="Folder for Data Docs, charts and other generated reports.",
+    )
+    reports_url: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("BARKEEPER_REPORTS_URL", "reports_url"),
+        description="http:// address the reports folder is served at (artifacts link there).",
     )
     landing_dir: Path = Field(
         default=Path("landing"),

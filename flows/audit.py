@@ -14,7 +14,6 @@ from barkeeper.errors import ParameterError
 from barkeeper.params import AuditParameters
 from barkeeper.reports.audit import completed_sessions
 from barkeeper.reports.audit_report import audit_document
-from barkeeper.settings import load_settings
 from models.engine import engine_for
 from models.results import create_run, finish_run
 from tasks.audit import (
@@ -25,6 +24,8 @@ from tasks.audit import (
     resolve_symbols,
     store_session,
 )
+from tasks.events import emit_run_events
+from tasks.secrets import run_settings
 
 FLOW_NAME = "nightly_audit"
 DEFAULT_AUDIT = AuditParameters()
@@ -34,7 +35,7 @@ DEFAULT_AUDIT = AuditParameters()
 def nightly_audit(audit: AuditParameters = DEFAULT_AUDIT) -> dict[str, Any]:
     """Ingest the landing folder, audit sessions against the calendar and publish the report."""
     logger = get_run_logger()
-    settings = load_settings(calendar=audit.calendar, quality_threshold=audit.quality_threshold)
+    settings = run_settings(calendar=audit.calendar, quality_threshold=audit.quality_threshold)
     calendar = Calendar(settings.calendar)
     if audit.start is not None:
         sessions = calendar.sessions(audit.start, audit.end or audit.start)
@@ -77,9 +78,10 @@ def nightly_audit(audit: AuditParameters = DEFAULT_AUDIT) -> dict[str, Any]:
             audits,
             checks,
             landed,
-            str(reports / "charts" / run_id),
+            str(reports),
             settings.quality_threshold,
             str(calendar.tz),
+            settings.reports_url,
         )
     except Exception as error:
         finish_run(engine, run_id, "failed", error=str(error))
@@ -87,11 +89,15 @@ def nightly_audit(audit: AuditParameters = DEFAULT_AUDIT) -> dict[str, Any]:
     data_docs = checks[-1].page if checks else ""
     degraded = not all(c.success for c in checks) or any(f.status == "rejected" for f in landed)
     document = audit_document(run_id, data_docs, audits, checks, landed)
+    status = "degraded" if degraded else "completed"
     finish_run(
         engine,
         run_id,
-        "degraded" if degraded else "completed",
+        status,
         data_docs=data_docs,
         stats={"sessions": len(sessions), "symbols": len(symbols), "files": len(landed)},
     )
+    pages = {c.session.isoformat(): str(c.page) for c in checks}
+    threshold = settings.quality_threshold
+    emit_run_events(run_id, FLOW_NAME, status, threshold, pages, landed, str(calendar.tz))
     return document

@@ -23,6 +23,7 @@ from barkeeper.live.retry import retrying
 from barkeeper.params import ReplayParameters
 from models.engine import engine_for
 from models.results import finish_run
+from tasks.events import emit_run_events
 from tasks.replay import (
     LOAD_RETRY_DELAYS_S,
     PERSIST_RETRY_DELAYS_S,
@@ -135,6 +136,7 @@ def replay_sessions(replay: ReplayParameters) -> dict[str, Any]:
         timings = streaming.result()
         write_records(run_id)  # the last batch's, validated after the stream's last write
         summary = publish_report(run_id)
+        pages = {str(day): page for day, page in live(run_id).data_docs.items()}
     except BaseException as error:
         finish_run(engine, run_id, "failed", error=f"{type(error).__name__}: {error}")
         raise
@@ -143,6 +145,7 @@ def replay_sessions(replay: ReplayParameters) -> dict[str, Any]:
     status = "degraded" if summary["degraded"] else "completed"
     finish_run(engine, run_id, status, data_docs=summary["data_docs"], stats={"timings": timings})
     get_run_logger().info("run %s %s; Data Docs: %s", run_id, status, summary["data_docs"])
+    emit_run_events(run_id, "replay_sessions", status, plan.quality_threshold, pages)
     summary["report"]["status"] = status
     summary["report"]["timings"] = timing_report(timings, plan.prefetch)
     return summary["report"]

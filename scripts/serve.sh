@@ -8,6 +8,9 @@
 #                           so your own profile is untouched)
 #   BARKEEPER_DATABASE_URL  the store the flow runs use (default ./barkeeper.db)
 #   BARKEEPER_SERVE_READY   file to touch once the worker is up (used by the tests)
+#   REPORTS_PORT            port the reports folder (Data Docs) is served on (default PORT+1)
+#   BARKEEPER_REPORTS_DIR   the reports folder (default ./barkeeper_reports)
+#   BARKEEPER_REPORTS_URL   where reports are served already (then no reports server starts)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 project_dir=$(pwd)
@@ -18,7 +21,6 @@ pool="barkeeper-pool"
 export PREFECT_HOME="${PREFECT_HOME:-${BARKEEPER_SERVER_HOME:-$project_dir/.prefect}}"
 export PREFECT_SERVER_ANALYTICS_ENABLED=false
 export PREFECT_WORKER_QUERY_SECONDS="${PREFECT_WORKER_QUERY_SECONDS:-5}"
-export BARKEEPER_PROJECT_DIR="$project_dir"
 export BARKEEPER_DATABASE_URL="${BARKEEPER_DATABASE_URL:-sqlite:///$project_dir/barkeeper.db}"
 mkdir -p "$PREFECT_HOME"
 
@@ -50,11 +52,29 @@ PREFECT_API_URL=$("$bin/barkeeper" server start --home "$PREFECT_HOME" --port "$
   | "$bin/python" -c 'import json, sys; print(json.load(sys.stdin)["api_url"])')
 export PREFECT_API_URL
 
+# --- Data Docs over HTTP: the reports folder on its own port; artifacts link to its pages
+# (a browser does not open file:// links from the Prefect UI).
+export BARKEEPER_REPORTS_DIR="${BARKEEPER_REPORTS_DIR:-$project_dir/barkeeper_reports}"
+mkdir -p "$BARKEEPER_REPORTS_DIR"
+if [ -z "${BARKEEPER_REPORTS_URL:-}" ]; then
+  reports_port="${REPORTS_PORT:-$((port + 1))}"
+  export BARKEEPER_REPORTS_URL="http://127.0.0.1:$reports_port"
+  "$bin/python" -m http.server "$reports_port" --bind 127.0.0.1 \
+    --directory "$BARKEEPER_REPORTS_DIR" >"$PREFECT_HOME/reports.log" 2>&1 &
+  pids+=($!)
+fi
+# ---
+
 "$bin/barkeeper" init --db "$BARKEEPER_DATABASE_URL" >&2
 "$bin/prefect" work-pool inspect "$pool" >/dev/null 2>&1 \
   || "$bin/prefect" work-pool create "$pool" --type process >&2
 "$bin/prefect" --no-prompt deploy --all >"$PREFECT_HOME/deploy.log" 2>&1 \
   || { cat "$PREFECT_HOME/deploy.log" >&2; exit 1; }
+
+# --- Automations of automations/*.yaml (an automation whose notification block does not exist
+# yet is skipped with the command that creates it).
+"$bin/barkeeper" automations apply >&2
+# ---
 
 "$bin/prefect" worker start --pool "$pool" >"$PREFECT_HOME/worker.log" 2>&1 &
 pids+=($!)
@@ -63,6 +83,7 @@ if [ -n "${BARKEEPER_SERVE_READY:-}" ]; then touch "$BARKEEPER_SERVE_READY"; fi
 cat >&2 <<EOF
 
 barkeeper is deployed. Prefect UI: ${PREFECT_API_URL%/api}
+  Data Docs and reports: $BARKEEPER_REPORTS_URL/data_docs/index.html ($BARKEEPER_REPORTS_DIR)
   deployments: replay_sessions/replay (Custom run), nightly_audit/nightly-audit (weekdays 17:30 New York)
   store: $BARKEEPER_DATABASE_URL
   logs: $PREFECT_HOME/server.log, $PREFECT_HOME/worker.log

@@ -34,6 +34,7 @@ from barkeeper.reports.audit import (
 )
 from barkeeper.reports.audit_report import quality_rows, summary_markdown
 from barkeeper.reports.charts import coverage_chart
+from barkeeper.reports.links import ReportsSite
 from models.bulk import insert_rows
 from models.engine import engine_for
 from models.repository import (
@@ -114,6 +115,8 @@ def ingest_landing(
                 skipped=report.skipped,
                 revised=report.revised,
                 reason="; ".join(report.warnings),
+                first_ts=report.first_ts,
+                last_ts=report.last_ts,
             )
         )
     for item in landed:
@@ -212,13 +215,14 @@ def publish_audit_artifacts(
     audits: list[SessionAudit],
     checks: list[SessionCheck],
     landed: list[LandedFile],
-    charts_dir: str,
+    reports_dir: str,
     quality_threshold: float,
     tz: str,
+    reports_url: str | None = None,
 ) -> str:
     """Publish the quality table and the markdown summary (with coverage charts) of the run."""
     charts: dict[date, bytes] = {}
-    folder = Path(charts_dir)
+    folder = Path(reports_dir) / "charts" / run_id
     folder.mkdir(parents=True, exist_ok=True)
     for audit in audits:
         png = coverage_chart(
@@ -236,7 +240,8 @@ def publish_audit_artifacts(
         key=QUALITY_KEY,
         description=f"Per-symbol bar quality of the audited sessions (run {run_id}).",
     )
-    markdown = summary_markdown(run_id, audits, checks, landed, charts, quality_threshold)
+    site = ReportsSite(Path(reports_dir), reports_url)
+    markdown = summary_markdown(run_id, audits, checks, landed, charts, quality_threshold, site)
     create_markdown_artifact(
         markdown=markdown, key=SUMMARY_KEY, description="Nightly audit summary"
     )

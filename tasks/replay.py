@@ -52,6 +52,7 @@ from models.results import (
 )
 from models.schema import init_db
 from tasks.report import CHARTED_SESSIONS
+from tasks.secrets import run_settings
 
 
 class RepositorySource:
@@ -112,6 +113,7 @@ def make_plan(replay: ReplayParameters, settings: Settings, run_id: str) -> Repl
             else replay.quality_threshold
         ),
         reports_dir=str(settings.reports_dir),
+        reports_url=settings.reports_url,
         prefetch=replay.prefetch,
         handlers=tuple(replay.handlers),
     )
@@ -136,7 +138,7 @@ def preflight(replay: ReplayParameters, settings: Settings, run_id: str = "") ->
 @task(cache_policy=NONE)
 def open_run(replay: ReplayParameters, run_id: str) -> ReplayPlan:
     """Validate the request against the store, record the run and set up its live state."""
-    plan = preflight(replay, load_settings(), run_id)
+    plan = preflight(replay, run_settings(), run_id)
     engine = engine_for(plan.database_url)
     mark_interrupted(engine)  # earlier runs whose process was killed
     create_run(engine, run_id, "replay_sessions", replay.model_dump(mode="json"))

@@ -12,6 +12,7 @@ from prefect.cache_policies import NONE
 
 from barkeeper.live.replay import Replay, live
 from barkeeper.reports.charts import coverage_chart, png_data_uri
+from barkeeper.reports.links import ReportsSite
 from barkeeper.reports.report import failed_expectations, gaps_of, run_report
 from models.engine import engine_for
 from models.results import write_validation_success
@@ -31,10 +32,11 @@ def _summary_markdown(
         "",
     ]
     if replay.data_docs:
+        site = ReportsSite(Path(plan.reports_dir), plan.reports_url)
         firsts: dict[str, Any] = {}
         for session, page in replay.data_docs.items():
             firsts.setdefault(page, session)
-        links = ", ".join(f"[{s}]({Path(page).as_uri()})" for page, s in firsts.items())
+        links = ", ".join(site.markdown(str(s), page) for page, s in firsts.items())
         lines += [f"**Data Docs** (per batch of sessions): {links}", ""]
     lines += [
         "## Quality",

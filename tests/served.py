@@ -12,8 +12,9 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +24,8 @@ from uuid import UUID
 import pytest
 from prefect.client.orchestration import SyncPrefectClient, get_client
 from prefect.client.schemas.objects import FlowRun
+from prefect.events import Event
+from prefect.events.filters import EventFilter, EventNameFilter
 from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from barkeeper.ingest.files import ingest_file
@@ -31,7 +34,7 @@ from models.schema import init_db
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLE = REPO / "data" / "sample"
-READY_TIMEOUT_S = 180
+READY_TIMEOUT_S = 300
 RUN_TIMEOUT_S = 240
 REPLAY_PARAMETERS = {
     "replay": {
@@ -59,6 +62,7 @@ class Served:
     home: Path
     database_url: str
     reports_dir: Path
+    reports_url: str
     landing_dir: Path
     started_s: float
 
@@ -92,6 +96,32 @@ class Served:
                 time.sleep(0.5)
         pytest.fail(f"run {run_id} not final after {RUN_TIMEOUT_S} s:\n{self.logs()}")
 
+    def events(
+        self, name: str, where: Callable[[Event], bool], count: int = 1, timeout_s: float = 60
+    ) -> list[Event]:
+        """The server's events called `name` for which `where` holds (newest first), once there
+        are `count` of them or after `timeout_s` (events are stored a moment after they arrive)."""
+        deadline = time.monotonic() + timeout_s
+        query = EventFilter(event=EventNameFilter(name=[name]))
+        while True:
+            with self.client() as client:
+                found = [e for e in client.read_events(filter=query, limit=50).events if where(e)]
+            if len(found) >= count or time.monotonic() >= deadline:
+                return found
+            time.sleep(1.0)
+
+    def barkeeper(self, *args: str, env: dict[str, str] | None = None) -> str:
+        """Run the `barkeeper` command against this server; its stdout (fails on exit != 0)."""
+        done = subprocess.run(
+            [str(Path(sys.executable).parent / "barkeeper"), *args],
+            env={**os.environ, "PREFECT_API_URL": self.api_url, **(env or {})},
+            capture_output=True,
+            text=True,
+            cwd=REPO,
+        )
+        assert done.returncode == 0, f"barkeeper {' '.join(args)}:\n{done.stdout}{done.stderr}"
+        return done.stdout
+
     def logs(self, lines: int = 40) -> str:
         parts = []
         for name in ("serve.out", "server.log", "deploy.log", "worker.log"):
@@ -106,6 +136,23 @@ def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+def checkout_copy(destination: Path) -> Path:
+    """A copy of this checkout's files (tracked, and new ones not ignored) at `destination`."""
+    listed = subprocess.run(
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=REPO,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+    for name in filter(None, listed.split("\0")):
+        source = REPO / name
+        if source.is_file():
+            target = destination / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target)
+    return destination
 
 
 def seeded_store(folder: Path) -> str:
@@ -127,11 +174,12 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     root = tmp_path_factory.mktemp("served")
     home = root / "prefect"
     home.mkdir()
-    port = free_port()
+    port, reports_port = free_port(), free_port()
     database_url = seeded_store(root)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("PREFECT_")},
         "PORT": str(port),
+        "REPORTS_PORT": str(reports_port),
         "PREFECT_HOME": str(home),
         "PREFECT_WORKER_QUERY_SECONDS": "1",
         "BARKEEPER_DATABASE_URL": database_url,
@@ -155,6 +203,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         home=home,
         database_url=database_url,
         reports_dir=root / "reports",
+        reports_url=f"http://127.0.0.1:{reports_port}",
         landing_dir=root / "landing",
         started_s=0.0,
     )

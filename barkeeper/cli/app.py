@@ -13,7 +13,6 @@ from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
 from barkeeper.errors import BarkeeperError
-from barkeeper.settings import load_settings
 
 
 class Commands(TyperGroup):
@@ -108,5 +107,8 @@ def shown_url(url: str) -> str:
 
 
 def database_url(db: str | None) -> str:
-    """The store URL: the flag, else the settings (environment, `.env`, default file)."""
-    return db or load_settings().database_url
+    """The store URL: the flag, else the Secret block `BARKEEPER_DATABASE_BLOCK` names, else the
+    settings (environment, `.env`, default file)."""
+    from tasks.secrets import run_settings
+
+    return db or run_settings().database_url

@@ -64,7 +64,7 @@ def run_audit(
     from models.schema import init_db
 
     params = audit_parameters(start, end, symbols)
-    env = {"BARKEEPER_DATABASE_URL": database_url}
+    env = {"BARKEEPER_DATABASE_URL": database_url, "BARKEEPER_DATABASE_BLOCK": ""}
     if landing is not None:
         folder = Path(landing)
         if not folder.is_dir():

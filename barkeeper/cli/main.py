@@ -1,7 +1,15 @@
 """The `barkeeper` command: the one app with every command module registered on it."""
 
-# each module registers its commands
-from barkeeper.cli import audit, bench, ingest, replay, revisions, server  # noqa: F401
+from barkeeper.cli import (  # noqa: F401  (each registers its commands)
+    audit,
+    automations,
+    bench,
+    blocks,
+    ingest,
+    replay,
+    revisions,
+    server,
+)
 from barkeeper.cli.app import app
 
 __all__ = ["app"]

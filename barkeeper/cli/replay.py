@@ -58,6 +58,7 @@ def build_parameters(**values: Any) -> Any:
 def prepare_run(parameters: Any, url: str) -> None:
     """Point this process at the store, quieten Prefect, and check the request before a flow."""
     os.environ["BARKEEPER_DATABASE_URL"] = url
+    os.environ["BARKEEPER_DATABASE_BLOCK"] = ""  # resolved into `url` already (--db wins)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from barkeeper.settings import load_settings

@@ -102,10 +102,14 @@ class IngestReport:
     reasons: dict[str, int] = field(default_factory=dict)
     format: str = ""
     warnings: list[str] = field(default_factory=list)
+    first_ts: int | None = None  # the first and last stored bar (epoch seconds), for events
+    last_ts: int | None = None
 
     def to_dict(self) -> dict[str, object]:
         """The `--json` shape of one file."""
-        return asdict(self)
+        document = asdict(self)
+        del document["first_ts"], document["last_ts"]
+        return document
 
 
 def ingest_file(
@@ -182,6 +186,8 @@ def ingest_file(
         reasons=by_reason,
         format=parsed.stamps,
         warnings=warnings,
+        first_ts=int(parsed.bars["ts"].min()) if len(parsed.bars) else None,
+        last_ts=int(parsed.bars["ts"].max()) if len(parsed.bars) else None,
     )
     log.info("imported %s: %s", path, report)
     return report

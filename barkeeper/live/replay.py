@@ -68,6 +68,7 @@ class ReplayPlan:
     faults: FaultConfig = field(default_factory=FaultConfig)
     quality_threshold: float = 95.0
     reports_dir: str = "barkeeper_reports"
+    reports_url: str | None = None
     prefetch: bool = True
     handlers: tuple[str, ...] = ()
 

@@ -321,7 +321,9 @@ def validate_suites(
                     result_format=dict(result_format),
                     run_id=run,
                 )
-                outcome[n] = SuiteRun(result, _result_key(n, run, result.batch_id))
+                key = _result_key(n, run, result.batch_id)
+                _judge_by_severity(site.context, key, result, frames[n], params)
+                outcome[n] = SuiteRun(result, key)
         finally:
             _release_batches(site)
     return outcome
@@ -365,6 +367,19 @@ def _result_key(suite: str, run: Any, batch_id: str | None) -> Any:
         run_id=run,
         batch_identifier=batch_id,
     )
+
+
+def _judge_by_severity(
+    context: Any, key: Any, result: Any, frame: pd.DataFrame, params: Mapping[str, float]
+) -> None:
+    """Store the suite's result as passed unless a critical failure (past its `error_if`)
+    remains: failed warnings never mark a suite failed in the Data Docs index."""
+    spec = load_suite_spec(key.expectation_suite_identifier.name)
+    summary = summarise(spec, successes_in_suite_order(spec, result.results), frame, params)
+    success = all(r.success for r in summary if r.severity == "critical")
+    if bool(result.success) != success:
+        result.success = success
+        context.validation_results_store.set(key, result)
 
 
 def _release_batches(site: DocsSite) -> None:

@@ -1,8 +1,15 @@
-"""The suite JSON files under `expectations/`: loading them whole, their parameters and columns."""
+"""The suite JSON files under `expectations/`: loading them whole, their parameters, columns and
+thresholds.
+
+Each expectation's `meta` has a `severity` (`critical` or `warning`) and, like dbt's tests,
+optional `warn_if` / `error_if` conditions on its count of failing rows (`">0"` by default,
+e.g. `"error_if": ">3"`: critical only when more than 3 rows fail, a warning below that).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -10,6 +17,8 @@ from typing import Any
 SUITES_DIR = Path(__file__).resolve().parents[2] / "expectations"
 SUITE_NAMES = ("bars_1m", "bars_derived", "session_quality")
 SEVERITIES = ("critical", "warning")
+CONDITION = re.compile(r"\s*(>=|>)\s*(\d+)\s*")
+DEFAULT_CONDITION = ">0"
 
 
 class SuiteLoadError(RuntimeError):
@@ -31,7 +40,38 @@ def load_suite_spec(name: str, suites_dir: Path = SUITES_DIR) -> dict[str, Any]:
             )
         if not exp.get("meta", {}).get("name"):
             raise SuiteLoadError(f"{path}: expectation {i} has no meta.name")
+        for key in ("warn_if", "error_if"):
+            condition = exp["meta"].get(key, DEFAULT_CONDITION)
+            if not CONDITION.fullmatch(str(condition)):
+                raise SuiteLoadError(
+                    f"{path}: expectation {exp['meta']['name']!r}: {key} {condition!r} is not "
+                    "a count condition like '>0' or '>=5'"
+                )
     return spec
+
+
+def exceeds(failures: int, condition: str) -> bool:
+    """Whether `failures` failing rows meet a `warn_if` / `error_if` condition (">3", ">=5")."""
+    match = CONDITION.fullmatch(str(condition))
+    if match is None:
+        raise ValueError(f"not a count condition: {condition!r}")
+    operator, bound = match.group(1), int(match.group(2))
+    return failures > bound if operator == ">" else failures >= bound
+
+
+def failed_severity(meta: Mapping[str, Any], failures: int | None, severity: str) -> str | None:
+    """What a failed expectation counts as: `critical`, `warning` or None (within thresholds).
+
+    `severity` is the expectation's (or its suite's override); `failures` its failing rows, or
+    None when they cannot be counted row by row (then any failure counts in full).
+    """
+    if failures is None:
+        return severity
+    if severity == "critical" and exceeds(failures, meta.get("error_if", DEFAULT_CONDITION)):
+        return "critical"
+    if exceeds(failures, meta.get("warn_if", DEFAULT_CONDITION)):
+        return "warning"
+    return None
 
 
 def suite_parameters(spec: Mapping[str, Any], overrides: Mapping[str, float] | None = None) -> dict:

@@ -30,6 +30,7 @@ from barkeeper.quality.suites import (
     SUITE_NAMES,
     SUITES_DIR,
     SuiteLoadError,
+    failed_severity,
     load_suite_spec,
     required_columns,
     suite_parameters,
@@ -96,8 +97,10 @@ def summarise(
 ) -> list[SuiteResult]:
     """Group per-expectation successes (in suite order) into one SuiteResult per severity.
 
-    Failing rows are found with `row_failures` on `frame`: a sample of them for the record and,
-    for the critical group, the (symbol, ts) keys to repair.
+    Failing rows are found with `row_failures` on `frame`: their count decides, with the
+    expectation's `warn_if` / `error_if`, whether a failure is critical, a warning or within
+    bounds; a sample of them goes on record and, for the critical group, the (symbol, ts) keys
+    to repair. `evaluated` counts the expectations of each declared severity.
     """
     expectations = spec["expectations"]
     if len(successes) != len(expectations):
@@ -105,23 +108,26 @@ def summarise(
             f"suite {spec['name']!r}: GX returned {len(successes)} results "
             f"for {len(expectations)} expectations"
         )
+    declared = [severity_override or exp["meta"]["severity"] for exp in expectations]
+    outcomes: list[tuple[str | None, np.ndarray | None]] = []
+    for exp, ok, severity in zip(expectations, successes, declared, strict=True):
+        mask = None if ok else row_failures(exp, frame, params)
+        count = None if mask is None or not mask.any() else int(mask.sum())
+        outcomes.append((None if ok else failed_severity(exp["meta"], count, severity), mask))
     results = []
     for severity in SEVERITIES:
         members = [
-            (exp, ok)
-            for exp, ok in zip(expectations, successes, strict=True)
-            if (severity_override or exp["meta"]["severity"]) == severity
+            (exp, mask)
+            for exp, (outcome, mask) in zip(expectations, outcomes, strict=True)
+            if outcome == severity
         ]
-        if not members:
+        if severity not in declared and not members:
             continue
         failing, sample = [], []
         bad_rows = np.zeros(len(frame), dtype=bool)
-        for exp, ok in members:
-            if ok:
-                continue
+        for exp, mask in members:
             name = exp["meta"]["name"]
             failing.append(name)
-            mask = row_failures(exp, frame, params)
             if mask is None:
                 continue
             bad_rows |= mask
@@ -137,7 +143,7 @@ def summarise(
                 suite=spec["name"],
                 severity=severity,
                 success=not failing,
-                evaluated=len(members),
+                evaluated=declared.count(severity),
                 failed=len(failing),
                 failing=failing,
                 unexpected_sample=sample[: SAMPLE_ROWS * 4],

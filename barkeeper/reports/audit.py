@@ -49,6 +49,8 @@ class LandedFile:
     skipped: int = 0
     reason: str = ""
     revised: int = 0
+    first_ts: int | None = None  # the file's first and last bar (epoch seconds)
+    last_ts: int | None = None
 
 
 @dataclass(frozen=True)

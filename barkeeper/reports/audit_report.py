@@ -16,6 +16,7 @@ import pandas as pd
 from barkeeper.live.session_results import symbol_figures
 from barkeeper.reports.audit import LandedFile, SessionAudit, SessionCheck
 from barkeeper.reports.charts import png_data_uri
+from barkeeper.reports.links import ReportsSite
 
 MAX_LISTED = 25
 """Rows of a markdown list before it says "and N more" (artifacts stay readable at 2,000)."""
@@ -80,6 +81,7 @@ def summary_markdown(
     landed: Sequence[LandedFile],
     charts: Mapping[date, bytes],
     threshold: float,
+    site: ReportsSite,
 ) -> str:
     """The markdown summary: sessions, weak symbols, failed rules, files, Data Docs, charts."""
     days = [a.session.isoformat() for a in audits]
@@ -94,7 +96,7 @@ def summary_markdown(
         f"{done} file(s) ingested, {len(rejected)} rejected.",
         "",
     ]
-    lines += _data_docs_lines(checks)
+    lines += _data_docs_lines(checks, site)
     lines += _sessions_table(audits, checks, threshold)
     for session, png in charts.items():
         lines += [
@@ -109,15 +111,15 @@ def summary_markdown(
     return "\n".join(lines)
 
 
-def _data_docs_lines(checks: Sequence[SessionCheck]) -> list[str]:
+def _data_docs_lines(checks: Sequence[SessionCheck], site: ReportsSite) -> list[str]:
     if not checks:
         return []
     lines = ["## Data Docs", ""]
     for check in checks:
         status = "passed" if check.success else "**failed**"
         page = Path(check.page)
-        lines.append(f"- {check.session.isoformat()}: {status} · [{page.name}]({page.as_uri()})")
-    lines += ["", f"Index: `{checks[-1].index}`", ""]
+        lines.append(f"- {check.session.isoformat()}: {status} · {site.markdown(page.name, page)}")
+    lines += ["", site.markdown("Index", checks[-1].index), ""]
     return lines
 
 

@@ -228,3 +228,13 @@ def test_cached_context_keeps_concurrent_runs_apart(tmp_path: Path) -> None:
     index = (tmp_path / "index.html").read_text()
     assert all(f"run{i}__2023-07-10" in index for i in range(6))
     assert len(list((tmp_path / ".validations").rglob("*.json"))) == 6
+
+
+def test_failed_warnings_never_mark_a_suite_failed_in_the_index(docs: dict[str, object]) -> None:
+    report = docs["second"]
+    failed = {(r.suite, r.severity) for r in report.results if not r.success}
+    assert failed == {("bars_1m", "warning")}  # the real pre-market spike: a warning only
+    index = report.index.read_text()
+    rows = re.findall(r"'_validation_success_text': '(\w+)', 'asset_name': '(\w+)'", index)
+    assert ("Success", "bars_1m") in rows
+    assert not [row for row in rows if row[0] != "Success"], rows

@@ -91,3 +91,46 @@ def test_audit_summary_renders_its_coverage_chart(
     assert page.get_by_text("Data Docs", exact=True).first.is_visible()
     chart.screenshot(path=OUTPUT / "ui-audit-coverage-chart.png")
     page.screenshot(path=OUTPUT / "ui-audit-summary.png")
+
+
+def test_summary_links_to_the_sessions_data_docs_over_http(
+    page: Page, served: Served, replay_run: FlowRun
+) -> None:
+    assert replay_run.state.type == StateType.COMPLETED
+    page.goto(f"{served.ui_url}/runs/flow-run/{replay_run.id}")
+    page.get_by_text("Artifacts", exact=True).first.click()
+    page.get_by_text("barkeeper-replay-summary", exact=True).first.click()
+    link = page.get_by_role("link", name="2023-07-11", exact=True).first
+    link.wait_for()
+    assert link.get_attribute("href").startswith(f"{served.reports_url}/data_docs/")
+    page.screenshot(path=OUTPUT / "ui-replay-summary-data-docs-link.png")
+    with page.context.expect_page() as opened:  # markdown links open in a new tab
+        link.click()
+    docs = opened.value
+    docs.wait_for_load_state()
+    assert docs.url.startswith(served.reports_url)
+    docs.get_by_text("2023-07-11", exact=False).first.wait_for()
+    assert "bars_1m" in docs.content()
+    docs.screenshot(path=OUTPUT / "data-docs-from-summary-link.png")
+
+
+def test_automations_page_and_an_events_detail(
+    page: Page, served: Served, replay_run: FlowRun
+) -> None:
+    page.goto(f"{served.ui_url}/automations")
+    page.get_by_text("barkeeper-audit-landed-file").first.wait_for()
+    assert page.get_by_text("Can't connect to Server API").count() == 0
+    page.screenshot(path=OUTPUT / "ui-automations.png", full_page=True)
+
+    (event,) = served.events(
+        "barkeeper.session.validated",
+        lambda e: (
+            e.resource["barkeeper.run"] == str(replay_run.id)
+            and e.resource["barkeeper.session"] == "2023-07-11"
+        ),
+    )
+    page.goto(f"{served.ui_url}/events/event/{event.occurred.date().isoformat()}/{event.id}")
+    page.get_by_text("barkeeper.session.validated").first.wait_for()
+    page.wait_for_load_state("networkidle")
+    page.screenshot(path=OUTPUT / "ui-event-session-validated.png", full_page=True)
+    assert "2023-07-11" in page.content()
