@@ -13,6 +13,8 @@ from sqlalchemy.exc import OperationalError
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from barkeeper.cli.noise import quiet_prefect
+from barkeeper.cli.signals import interrupts
 from barkeeper.errors import BarkeeperError
 from barkeeper.settings import load_settings
 
@@ -65,12 +67,16 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 
 
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn a user's mistake into one line on stderr and exit status 2."""
+    """Turn a user's mistake into one line on stderr and exit status 2.
+
+    An interrupt (SIGINT/SIGTERM) ends the command with one line too (`barkeeper.cli.signals`).
+    """
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return func(*args, **kwargs)
+            with interrupts(lambda: database_url(kwargs.get("db"))):
+                return func(*args, **kwargs)
         except BarkeeperError as error:
             print(f"barkeeper: error: {error}", file=sys.stderr)
             raise typer.Exit(2) from None
@@ -84,8 +90,13 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
 
 
 @app.callback()
-def main() -> None:
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show Prefect's logs (INFO and up) on stderr.")
+    ] = False,
+) -> None:
     """Keep intraday market bars clean while trading sessions are replayed for backtests."""
+    quiet_prefect(verbose)
 
 
 def shown_url(url: str) -> str:

@@ -53,10 +53,8 @@ def build_parameters(**values: Any) -> Any:
 
 
 def prepare_run(parameters: Any, url: str) -> None:
-    """Point this process at the store, quieten Prefect, and check the request before a flow."""
+    """Point this process at the store and check the request before a flow."""
     os.environ["BARKEEPER_DATABASE_URL"] = url
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from barkeeper.settings import load_settings
     from tasks.replay import preflight
 
