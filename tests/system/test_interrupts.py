@@ -121,19 +121,17 @@ def test_signal_mid_replay_is_one_line_and_marks_the_run(
     assert survivors(victim.pid, children) == []
     # a session's results are all there or none: metrics and bars name the same sessions
     sessions = {
-        table: {
-            s
-            for (s,) in rows(url, f"SELECT DISTINCT session FROM {table} WHERE run_id = ?", run_id)
-        }  # fmt: skip
+        table: {s for (s,) in rows(url, f"SELECT session FROM {table} WHERE run_id = ?", run_id)}
         for table in ("session_metric", "run_bar")
     }
     assert sessions["session_metric"] == sessions["run_bar"]
+    bars_sql = ("SELECT symbol, count(*) FROM run_bar WHERE run_id = ? AND session = ? "
+                "AND interval = 1 AND provenance != 'synthetic' GROUP BY symbol")  # fmt: skip
+    metrics_sql = ("SELECT symbol, actual_bars FROM session_metric WHERE run_id = ? "
+                   "AND session = ? AND segment = 'regular'")  # fmt: skip
     for session in sessions["run_bar"]:
-        stored = dict(rows(url, "SELECT symbol, count(*) FROM run_bar WHERE run_id = ? AND "
-                                "session = ? AND interval = 1 AND provenance != 'synthetic' "
-                                "GROUP BY symbol", run_id, session))  # fmt: skip
-        actual = dict(rows(url, "SELECT symbol, actual_bars FROM session_metric WHERE run_id = ? "
-                                "AND session = ? AND segment = 'regular'", run_id, session))  # fmt: skip
+        stored = dict(rows(url, bars_sql, run_id, session))
+        actual = dict(rows(url, metrics_sql, run_id, session))
         assert stored == actual
 
     if signum == signal.SIGTERM:  # the next run is unaffected
