@@ -15,3 +15,8 @@ class ParameterError(BarkeeperError):
 
 class UnknownRunError(BarkeeperError):
     """A run id (or --latest) names no run in the store."""
+
+
+class StoreError(BarkeeperError):
+    """The store cannot be used (not a database, corrupted, locked, full, read-only): the
+    environment's problem, not a bug; the message names the store and what to do."""

@@ -9,7 +9,6 @@ from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
 from rich.console import Console
-from sqlalchemy.exc import OperationalError
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
@@ -17,6 +16,7 @@ from barkeeper.cli.noise import quiet_prefect
 from barkeeper.cli.signals import interrupts
 from barkeeper.errors import BarkeeperError
 from barkeeper.settings import load_settings
+from models.store_errors import store_problem
 
 
 class Commands(TyperGroup):
@@ -80,10 +80,11 @@ def user_errors(func: Callable[P, R]) -> Callable[P, R]:
         except BarkeeperError as error:
             print(f"barkeeper: error: {error}", file=sys.stderr)
             raise typer.Exit(2) from None
-        except OperationalError as error:  # unreachable, refused or still locked after waiting
-            detail = str(error.orig if error.orig is not None else error).strip()
-            print(f"barkeeper: error: the store cannot be used: {detail.splitlines()[0]}",
-                  file=sys.stderr)  # fmt: skip
+        except Exception as error:  # a store that cannot be used is one line too
+            problem = store_problem(error, shown_url(database_url(kwargs.get("db"))))
+            if problem is None:
+                raise
+            print(f"barkeeper: error: {problem}", file=sys.stderr)
             raise typer.Exit(2) from None
 
     return wrapper

@@ -22,6 +22,7 @@ from barkeeper.cli.app import (
     user_errors,
 )
 from barkeeper.errors import InputFileError, ParameterError
+from models.store_errors import store_problem
 
 if TYPE_CHECKING:
     from barkeeper.ingest.files import IngestReport
@@ -63,6 +64,15 @@ def import_files(
             reports.append(ingest_file(engine, path, symbol=symbol, tz=tz))
         except (InputFileError, ParameterError) as error:  # e.g. no symbol in the file name
             errors.append(str(error))
+        except Exception as error:  # the store failed: stop here, say what is committed
+            problem = store_problem(error, shown_url(database_url(db)))
+            if problem is None:
+                raise
+            errors.append(
+                f"{problem}; import stopped at {path}: nothing of it was stored, "
+                f"the {len(reports)} file(s) listed before it were committed"
+            )
+            break
     if json_output:
         print(json.dumps({"files": [r.to_dict() for r in reports]}))
     elif reports:

@@ -221,7 +221,7 @@ def report(
 ) -> None:
     """Show a run's per-symbol quality, gaps, repairs and failed expectations."""
     from barkeeper.reports.report import failed_expectations, run_report
-    from models.engine import engine_for
+    from models.engine import engine_for, is_read_only
     from models.results import mark_interrupted
     from models.schema import init_db
 
@@ -229,7 +229,8 @@ def report(
         raise ParameterError("--run and --latest exclude each other; give one")
     engine = engine_for(database_url(db))
     init_db(engine)
-    mark_interrupted(engine)  # a run whose process was killed shows as interrupted
+    if not is_read_only(engine):
+        mark_interrupted(engine)  # a run whose process was killed shows as interrupted
     result = run_report(engine, run)
     _print_report(result, json_output)
     if not json_output:
