@@ -53,8 +53,12 @@ def make_store(path: Path) -> str:
 
 def run_all(names: list[str], url: str, tmp_path: Path, **popen) -> dict[str, tuple[int, str]]:
     """Each named command against `url` at once; exit status and stderr of each."""
-    env = {**os.environ, "BARKEEPER_REPORTS_DIR": str(tmp_path / "reports"),
-           "PREFECT_HOME": str(tmp_path / "prefect"), "BARKEEPER_STORE_BUSY_TIMEOUT": "2"}  # fmt: skip
+    env = {
+        **os.environ,
+        "BARKEEPER_REPORTS_DIR": str(tmp_path / "reports"),
+        "PREFECT_HOME": str(tmp_path / "prefect"),
+        "BARKEEPER_STORE_BUSY_TIMEOUT": "2",
+    }
     env.pop("BARKEEPER_DATABASE_URL", None)
     started = {
         name: subprocess.Popen(
@@ -64,7 +68,7 @@ def run_all(names: list[str], url: str, tmp_path: Path, **popen) -> dict[str, tu
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             **popen,
-        )  # fmt: skip
+        )
         for name in names
     }
     return {name: (p.wait(timeout=300), p.stderr.read().decode()) for name, p in started.items()}
