@@ -15,9 +15,10 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
+from sqlalchemy.engine import make_url
 
 from barkeeper.core.calendar import Calendar
-from barkeeper.errors import ParameterError
+from barkeeper.errors import ParameterError, StoreError
 from barkeeper.live.coordinator import BacktestStreamCoordinator, parse_speed
 from barkeeper.live.faults import FaultConfig, parse_outage
 from barkeeper.live.replay import (
@@ -36,8 +37,9 @@ from barkeeper.live.session_results import SessionState, session_bars, session_g
 from barkeeper.live.upkeep import Upkeep, UpkeepConfig
 from barkeeper.params import ReplayParameters
 from barkeeper.quality.data_docs import run_final_checkpoint
+from barkeeper.reports.folders import writable_folder
 from barkeeper.settings import Settings, load_settings
-from models.engine import engine_for
+from models.engine import engine_for, is_read_only
 from models.repository import known_symbols, read_bars, read_bars_at
 from models.results import (
     create_run,
@@ -112,10 +114,20 @@ def make_plan(replay: ReplayParameters, settings: Settings, run_id: str) -> Repl
 
 
 def preflight(replay: ReplayParameters, settings: Settings, run_id: str = "") -> ReplayPlan:
-    """The run's plan, after checking the store knows every symbol (raises ParameterError)."""
+    """The run's plan, after checking the store knows every symbol (raises ParameterError).
+
+    Also checked before any session is read: the reports folder and the store are writable.
+    """
     plan = make_plan(replay, settings, run_id)
+    writable_folder(plan.reports_dir, "BARKEEPER_REPORTS_DIR")
     engine = engine_for(plan.database_url)
     init_db(engine)
+    if is_read_only(engine):
+        raise StoreError(
+            f"the store {make_url(plan.database_url).render_as_string(hide_password=True)} "
+            "is read-only; "
+            "replay needs a writable store (`report` and `export` work on this one)"
+        )
     unknown = sorted(set(plan.symbols) - set(known_symbols(engine)))
     if unknown:
         raise ParameterError(

@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from barkeeper.cli.app import DbOption, JsonOption, app, console, database_url, user_errors
+from barkeeper.cli.preflight import check_prefect_api
 from barkeeper.errors import ParameterError
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
@@ -55,6 +56,7 @@ def build_parameters(**values: Any) -> Any:
 def prepare_run(parameters: Any, url: str) -> None:
     """Point this process at the store and check the request before a flow."""
     os.environ["BARKEEPER_DATABASE_URL"] = url
+    check_prefect_api()
     from barkeeper.settings import load_settings
     from tasks.replay import preflight
 
