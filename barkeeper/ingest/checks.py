@@ -14,6 +14,7 @@ import pandas as pd
 
 from barkeeper.core.panel import BAR_COLUMNS, PRICE_COLUMNS
 from barkeeper.ingest.reading import MAX_LINE_CHARS, RawTable
+from barkeeper.settings import load_settings
 
 #: Quarantine reasons, in the order they are checked (a row gets the first that applies).
 REASONS: Mapping[str, str] = {
@@ -28,6 +29,8 @@ REASONS: Mapping[str, str] = {
     "timestamp_in_future": "the bar starts after the time of the import",
     "price_not_positive": "open, high, low or close is zero or negative",
     "negative_volume": "the volume is negative",
+    "implausible_value": "a price at or above BARKEEPER_MAX_PRICE (1e7) or a volume at or above "
+    "BARKEEPER_MAX_VOLUME (1e12): a unit or parsing error, and sums of such bars overflow",
     "high_below_low": "high < low",
     "high_below_open_close": "high < open or high < close",
     "low_above_open_close": "low > open or low > close",
@@ -53,6 +56,7 @@ class ParsedFile:
 def check_rows(table: RawTable, file: str, symbol: str, tz: str) -> ParsedFile:
     """Apply the row checks in `REASONS` order; split good bars, quarantine and duplicates."""
     cols = {name: s.str.strip() for name, s in table.columns.items()}
+    limits = load_settings()
     n = len(table.line)
     reason = np.full(n, None, dtype=object)
 
@@ -79,6 +83,8 @@ def check_rows(table: RawTable, file: str, symbol: str, tz: str) -> ParsedFile:
     with np.errstate(invalid="ignore"):
         flag("price_not_positive", np.minimum.reduce([o, h, lo, c]) <= 0)
         flag("negative_volume", v < 0)
+        flag("implausible_value", (np.maximum.reduce([o, h, lo, c]) >= limits.max_price)
+             | (v >= limits.max_volume))  # fmt: skip
         flag("high_below_low", h < lo)
         flag("high_below_open_close", h < np.maximum(o, c))
         flag("low_above_open_close", lo > np.minimum(o, c))
