@@ -84,6 +84,22 @@ def _sqlite_read_only(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def check_writable(engine: Engine) -> None:
+    """Raise the database's own error if `engine`'s SQLite store cannot take a write now.
+
+    Takes and releases the write lock (`BEGIN IMMEDIATE`), waiting the busy timeout like a
+    write would: a store locked by another process fails here, before any work.
+    """
+    if not is_sqlite(engine):
+        return
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.execute("BEGIN IMMEDIATE")
+        raw.driver_connection.execute("ROLLBACK")
+    finally:
+        raw.close()
+
+
 def is_read_only(engine: Engine) -> bool:
     """True for a store opened read-only (its file or folder is not writable)."""
     return engine.url.query.get("uri") == "true" and "mode=ro" in (engine.url.database or "")

@@ -62,6 +62,10 @@ def import_files(
     for path in paths:
         try:
             reports.append(ingest_file(engine, path, symbol=symbol, tz=tz))
+            if symbol is None and "_" not in path.name:  # e.g. bars.csv: BARS, is it a ticker?
+                taken = reports[-1].symbol
+                print(f"barkeeper: warning: {path}: symbol {taken} taken from the file name; "
+                      "pass --symbol if that is not the ticker", file=sys.stderr)  # fmt: skip
         except (InputFileError, ParameterError) as error:  # e.g. no symbol in the file name
             errors.append(str(error))
         except Exception as error:  # the store failed: stop here, say what is committed
@@ -112,7 +116,7 @@ def synth(
     missing_rate: Annotated[
         float, typer.Option(help="Share of minutes a liquid symbol misses.")
     ] = 0.02,
-    seed: Annotated[int, typer.Option(help="Same seed, same bars.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Same seed, same bars.")] = 0,
     extended_hours: Annotated[
         bool, typer.Option(help="Also generate pre- and post-market minutes.")
     ] = False,

@@ -57,10 +57,19 @@ def prepare_run(parameters: Any, url: str) -> None:
     """Point this process at the store and check the request before a flow."""
     os.environ["BARKEEPER_DATABASE_URL"] = url
     check_prefect_api()
+    from barkeeper.core.calendar import Calendar
     from barkeeper.settings import load_settings
     from tasks.replay import preflight
 
-    preflight(parameters, load_settings())
+    plan = preflight(parameters, load_settings())
+    asked = Calendar(plan.calendar).sessions(parameters.start, parameters.last)
+    if plan.sessions[-1] < asked[-1]:
+        console.print(
+            f"barkeeper: warning: the repository's bars end in session {plan.sessions[-1]}; "
+            f"replaying to there, not to {asked[-1]}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def run_replay(parameters: Any, url: str, *, quiet: bool) -> dict[str, Any]:

@@ -147,6 +147,10 @@ def _column_index(path: Path, header: list[str], header_line: str) -> dict[str, 
 
 def read_parquet(path: Path) -> RawTable:
     try:
+        names = [name.lower() for name in pq.read_schema(path).names]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise InputFileError(f"{path}: column {', '.join(twice)} appears more than once")
         frame = pq.read_table(path).to_pandas()
     except (pa.ArrowException, OSError) as error:
         raise InputFileError(f"{path}: not a readable Parquet file ({error})") from None
