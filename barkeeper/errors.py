@@ -19,3 +19,8 @@ class UnknownRunError(BarkeeperError):
 
 class RepositoryChangedError(BarkeeperError):
     """The repository no longer holds the rows a run read, so its series cannot be rebuilt."""
+
+
+class StoreError(BarkeeperError):
+    """The store cannot be used (not a database, corrupted, locked, full, read-only): the
+    environment's problem, not a bug; the message names the store and what to do."""

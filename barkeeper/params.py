@@ -20,6 +20,8 @@ def clean_symbols(value: list[str]) -> list[str]:
     cleaned = [s.strip().upper() for s in value]
     if not all(cleaned):
         raise ValueError("symbols must not be blank")
+    if max(map(len, cleaned), default=0) > 64:  # upper-casing can lengthen: ß → SS
+        raise ValueError("symbols must be at most 64 characters once upper-cased")
     return list(dict.fromkeys(cleaned))
 
 

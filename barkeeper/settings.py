@@ -76,6 +76,25 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("BARKEEPER_QUALITY_THRESHOLD", "quality_threshold"),
         description="bar_quality (%) under which a session is flagged.",
     )
+    store_busy_timeout_seconds: float = Field(
+        default=30.0,
+        ge=0,
+        le=3_600,
+        validation_alias=AliasChoices("BARKEEPER_STORE_BUSY_TIMEOUT", "store_busy_timeout_seconds"),
+        description="How long a command waits for a SQLite store locked by another one.",
+    )
+    max_price: float = Field(
+        default=1e7,
+        gt=0,
+        validation_alias=AliasChoices("BARKEEPER_MAX_PRICE", "max_price"),
+        description="Prices at or above this are quarantined as implausible_value.",
+    )
+    max_volume: float = Field(
+        default=1e12,
+        gt=0,
+        validation_alias=AliasChoices("BARKEEPER_MAX_VOLUME", "max_volume"),
+        description="Volumes at or above this are quarantined as implausible_value.",
+    )
 
     verify_exports: bool = Field(
         default=False,

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from functools import cache
+from pathlib import Path
 
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, NoSuchModuleError
 
 from barkeeper.errors import ParameterError
-
-SQLITE_BUSY_TIMEOUT_MS = 30_000
+from barkeeper.settings import load_settings
 
 
 def make_engine(url: str) -> Engine:
@@ -22,11 +23,17 @@ def make_engine(url: str) -> Engine:
             f"--db: {_masked(url)!r} is not a database URL (e.g. sqlite:///bars.db)"
         ) from None
     if parsed.get_backend_name() == "sqlite":
+        read_only = _read_only_file(parsed.database)
+        if read_only:  # e.g. a read-only mount: open it immutable, so reads need no lock files
+            parsed = parsed.set(
+                database=f"file:{Path(read_only).resolve()}?mode=ro&immutable=1",
+                query={"uri": "true"},
+            )
+        timeout_s = load_settings().store_busy_timeout_seconds
         engine = create_engine(
-            parsed,
-            connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000, "check_same_thread": False},
+            parsed, connect_args={"timeout": timeout_s, "check_same_thread": False}
         )
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_read_only if read_only else _sqlite_pragmas)
         return engine
     if parsed.get_backend_name() == "postgresql" and parsed.get_driver_name() in ("", "psycopg2"):
         parsed = parsed.set(drivername="postgresql+psycopg")
@@ -56,10 +63,46 @@ def _masked(url: str) -> str:
 def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
     cursor.execute("PRAGMA synchronous=NORMAL")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _read_only_file(database: str | None) -> str | None:
+    """The path of an existing SQLite file this process cannot write (file or folder)."""
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    path = Path(database)
+    if not path.is_file():
+        return None
+    writable = os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+    return None if writable else database
+
+
+def _sqlite_read_only(dbapi_connection, _record) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.close()
+
+
+def check_writable(engine: Engine) -> None:
+    """Raise the database's own error if `engine`'s SQLite store cannot take a write now.
+
+    Takes and releases the write lock (`BEGIN IMMEDIATE`), waiting the busy timeout like a
+    write would: a store locked by another process fails here, before any work.
+    """
+    if not is_sqlite(engine):
+        return
+    raw = engine.raw_connection()
+    try:
+        raw.driver_connection.execute("BEGIN IMMEDIATE")
+        raw.driver_connection.execute("ROLLBACK")
+    finally:
+        raw.close()
+
+
+def is_read_only(engine: Engine) -> bool:
+    """True for a store opened read-only (its file or folder is not writable)."""
+    return engine.url.query.get("uri") == "true" and "mode=ro" in (engine.url.database or "")
 
 
 def is_sqlite(engine: Engine) -> bool:

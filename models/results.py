@@ -15,6 +15,7 @@ from sqlmodel import Session
 
 from barkeeper.errors import UnknownRunError
 from models.bulk import insert_rows
+from models.engine import is_sqlite
 from models.tables import Gap, Run, SessionMetric, ValidationResult
 
 RUN_STATUSES = ("running", "completed", "degraded", "failed", "interrupted")
@@ -84,6 +85,31 @@ def mark_interrupted(engine: Engine) -> list[str]:
                 )
             )
     return dead
+
+
+def interrupt_own_runs(engine: Engine, *, wait_ms: int) -> list[str]:
+    """Mark this process's `running` runs `interrupted` (after SIGINT/SIGTERM); their ids.
+
+    Waits at most `wait_ms` for the store's write lock, so a signal handler stays prompt.
+    """
+    own = (Run.status == "running", Run.host == socket.gethostname()[:255], Run.pid == os.getpid())
+    with engine.begin() as conn:
+        if is_sqlite(engine):
+            conn.exec_driver_sql(f"PRAGMA busy_timeout={int(wait_ms)}")
+        else:
+            conn.exec_driver_sql(f"SET LOCAL lock_timeout = {int(wait_ms)}")
+        ids = list(conn.scalars(select(Run.id).where(*own)))
+        if ids:
+            conn.execute(
+                update(Run)
+                .where(Run.id.in_(ids), *own)
+                .values(
+                    status="interrupted",
+                    finished_at=datetime.now(UTC),
+                    error="interrupted: stopped by a signal before the run finished",
+                )
+            )
+    return ids
 
 
 def process_alive(pid: int) -> bool:

@@ -8,6 +8,7 @@ the run id and find the live replay with `live(run_id)`: arrays never travel thr
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -16,9 +17,11 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
+from sqlalchemy import Engine
+from sqlalchemy.engine import make_url
 
 from barkeeper.core.calendar import Calendar
-from barkeeper.errors import ParameterError
+from barkeeper.errors import ParameterError, StoreError
 from barkeeper.live.coordinator import BacktestStreamCoordinator, parse_speed
 from barkeeper.live.faults import FaultConfig, parse_outage
 from barkeeper.live.replay import (
@@ -40,10 +43,17 @@ from barkeeper.params import ReplayParameters
 from barkeeper.quality.final_checks import FinalChecks
 from barkeeper.quality.frames import prepare_session_quality
 from barkeeper.quality.validation import SuiteResult
+from barkeeper.reports.folders import writable_folder
 from barkeeper.reports.rebuild import session_series
 from barkeeper.settings import Settings, load_settings
-from models.engine import engine_for
-from models.repository import known_symbols, quarantined_minutes, read_bars, read_bars_at
+from models.engine import check_writable, engine_for, is_read_only
+from models.repository import (
+    known_symbols,
+    quarantined_minutes,
+    read_bars,
+    read_bars_at,
+    symbol_span,
+)
 from models.results import (
     create_run,
     mark_interrupted,
@@ -69,10 +79,14 @@ def make_plan(replay: ReplayParameters, settings: Settings, run_id: str) -> Repl
     """Resolve parameters against settings and the calendar; raise on anything unusable."""
     calendar = Calendar(replay.calendar or settings.calendar)
     parse_speed(replay.speed)  # e.g. 0x: a one-line error here, not a failed task later
+    span = f"calendar {calendar.name} covers {calendar.first_session} to {calendar.last_session}"
+    if replay.start < calendar.first_session:
+        raise ParameterError(f"start: {replay.start} is before its first session; {span}")
     sessions = calendar.sessions(replay.start, replay.last)
     if not sessions:
         raise ParameterError(
             f"start/end: no {calendar.name} session between {replay.start} and {replay.last}"
+            f" ({span})"
         )
     faults = replay.faults
     return ReplayPlan(
@@ -120,10 +134,21 @@ def make_plan(replay: ReplayParameters, settings: Settings, run_id: str) -> Repl
 
 
 def preflight(replay: ReplayParameters, settings: Settings, run_id: str = "") -> ReplayPlan:
-    """The run's plan, after checking the store knows every symbol (raises ParameterError)."""
+    """The run's plan, after checking the store knows every symbol (raises ParameterError).
+
+    Also checked before any session is read: the reports folder and the store are writable.
+    """
     plan = make_plan(replay, settings, run_id)
+    writable_folder(plan.reports_dir, "BARKEEPER_REPORTS_DIR")
     engine = engine_for(plan.database_url)
     init_db(engine)
+    if is_read_only(engine):
+        raise StoreError(
+            f"the store {make_url(plan.database_url).render_as_string(hide_password=True)} "
+            "is read-only; "
+            "replay needs a writable store (`report` and `export` work on this one)"
+        )
+    check_writable(engine)
     unknown = sorted(set(plan.symbols) - set(known_symbols(engine)))
     if unknown:
         raise ParameterError(
@@ -132,7 +157,24 @@ def preflight(replay: ReplayParameters, settings: Settings, run_id: str = "") ->
         )
     for path in plan.handlers:
         handler_factory(path)
-    return plan
+    return within_repository(plan, engine)
+
+
+def within_repository(plan: ReplayPlan, engine: Engine) -> ReplayPlan:
+    """The plan cut at the session of the repository's last bar of its symbols.
+
+    Sessions after it could only be empty (a range past the data, e.g. `--end 2099-12-31`).
+    """
+    last_ts = max((span[1] for s in plan.symbols if (span := symbol_span(engine, s))), default=0)
+    calendar = Calendar(plan.calendar)
+    last = pd.Timestamp(last_ts, unit="s", tz="UTC").tz_convert(calendar.tz).date()
+    kept = tuple(s for s in plan.sessions if s <= last)
+    if not kept:
+        raise ParameterError(
+            f"start: the repository's bars of {', '.join(plan.symbols)} end on {last}, "
+            f"before {plan.sessions[0]}; import newer bars or start earlier"
+        )
+    return replace(plan, sessions=kept)
 
 
 @task(cache_policy=NONE)

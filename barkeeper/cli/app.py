@@ -12,6 +12,8 @@ from rich.console import Console
 from typer.core import TyperGroup
 from typer.exceptions import TyperException
 
+from barkeeper.cli.noise import quiet_prefect
+from barkeeper.cli.signals import interrupts
 from barkeeper.errors import BarkeeperError
 
 
@@ -63,40 +65,50 @@ JsonOption = Annotated[bool, typer.Option("--json", help="Print one JSON documen
 
 
 def user_errors(func: Callable[P, R]) -> Callable[P, R]:
-    """Turn a user's mistake into one line on stderr and exit status 2."""
+    """Turn a user's mistake into one line on stderr and exit status 2.
+
+    An interrupt (SIGINT/SIGTERM) ends the command with one line too (`barkeeper.cli.signals`).
+    """
 
     @wraps(func)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
-            return func(*args, **kwargs)
+            with interrupts(lambda: database_url(kwargs.get("db"))):
+                return func(*args, **kwargs)
         except BarkeeperError as error:
             print(f"barkeeper: error: {error}", file=sys.stderr)
             raise typer.Exit(2) from None
-        except Exception as error:
-            if not _is_store_unusable(error):
+        except Exception as error:  # a store that cannot be used is one line too
+            problem = _store_problem(error, kwargs.get("db"))
+            if problem is None:
                 raise
-            orig = getattr(error, "orig", None)
-            detail = str(orig if orig is not None else error).strip()
-            print(f"barkeeper: error: the store cannot be used: {detail.splitlines()[0]}",
-                  file=sys.stderr)  # fmt: skip
+            print(f"barkeeper: error: {problem}", file=sys.stderr)
             raise typer.Exit(2) from None
 
     return wrapper
 
 
-def _is_store_unusable(error: Exception) -> bool:
-    """A store unreachable, refused or still locked after waiting (SQLAlchemy's OperationalError).
+def _store_problem(error: Exception, db: str | None) -> str | None:
+    """One line for a store that cannot be used (see `models.store_errors`), None for a bug.
 
     Checked without importing SQLAlchemy: commands that never load it (`--help`) stay fast,
     and an error of a module that was never loaded cannot have been raised.
     """
-    exc = sys.modules.get("sqlalchemy.exc")
-    return exc is not None and isinstance(error, exc.OperationalError)
+    if "sqlalchemy" not in sys.modules:
+        return None
+    from models.store_errors import store_problem
+
+    return store_problem(error, shown_url(database_url(db)))
 
 
 @app.callback()
-def main() -> None:
+def main(
+    verbose: Annotated[
+        bool, typer.Option("--verbose", help="Show Prefect's logs (INFO and up) on stderr.")
+    ] = False,
+) -> None:
     """Keep intraday market bars clean while trading sessions are replayed for backtests."""
+    quiet_prefect(verbose)
 
 
 def shown_url(url: str) -> str:

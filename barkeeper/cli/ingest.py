@@ -22,6 +22,7 @@ from barkeeper.cli.app import (
     user_errors,
 )
 from barkeeper.errors import InputFileError, ParameterError
+from models.store_errors import store_problem
 
 if TYPE_CHECKING:
     from barkeeper.ingest.files import IngestReport
@@ -84,8 +85,21 @@ def import_files(
     for path in paths:
         try:
             reports.append(ingest_file(engine, path, symbol=symbol, tz=tz, options=options))
+            if symbol is None and "_" not in path.name:  # e.g. bars.csv: BARS, is it a ticker?
+                taken = reports[-1].symbol
+                print(f"barkeeper: warning: {path}: symbol {taken} taken from the file name; "
+                      "pass --symbol if that is not the ticker", file=sys.stderr)  # fmt: skip
         except (InputFileError, ParameterError) as error:  # e.g. no symbol in the file name
             errors.append(str(error))
+        except Exception as error:  # the store failed: stop here, say what is committed
+            problem = store_problem(error, shown_url(database_url(db)))
+            if problem is None:
+                raise
+            errors.append(
+                f"{problem}; import stopped at {path}: nothing of it was stored, "
+                f"the {len(reports)} file(s) listed before it were committed"
+            )
+            break
     if json_output:
         print(json.dumps({"files": [r.to_dict() for r in reports]}))
     elif reports:
@@ -135,7 +149,7 @@ def synth(
     missing_rate: Annotated[
         float, typer.Option(help="Share of minutes a liquid symbol misses.")
     ] = 0.02,
-    seed: Annotated[int, typer.Option(help="Same seed, same bars.")] = 0,
+    seed: Annotated[int, typer.Option(min=0, max=2**32 - 1, help="Same seed, same bars.")] = 0,
     extended_hours: Annotated[
         bool, typer.Option(help="Also generate pre- and post-market minutes.")
     ] = False,

@@ -19,6 +19,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from barkeeper.cli.app import DbOption, JsonOption, app, console, database_url, user_errors
+from barkeeper.cli.preflight import check_prefect_api
 from barkeeper.errors import ParameterError
 
 SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
@@ -56,15 +57,25 @@ def build_parameters(**values: Any) -> Any:
 
 
 def prepare_run(parameters: Any, url: str) -> None:
-    """Point this process at the store, quieten Prefect, and check the request before a flow."""
+    """Point this process at the store and check the request before a flow."""
     os.environ["BARKEEPER_DATABASE_URL"] = url
     os.environ["BARKEEPER_DATABASE_BLOCK"] = ""  # resolved into `url` already (--db wins)
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+    check_prefect_api()
+    from barkeeper.core.calendar import Calendar
     from barkeeper.settings import load_settings
     from tasks.replay import preflight
 
-    preflight(parameters, load_settings())
+    plan = preflight(parameters, load_settings())
+    asked = Calendar(plan.calendar).sessions(parameters.start, parameters.last)
+    if plan.sessions[-1] < asked[-1]:
+        console.print(
+            f"barkeeper: warning: the repository's bars end in session {plan.sessions[-1]}; "
+            f"replaying to there, not to {asked[-1]}",
+            highlight=False,
+            soft_wrap=True,
+        )
 
 
 def run_replay(parameters: Any, url: str, *, quiet: bool) -> dict[str, Any]:
@@ -245,7 +256,7 @@ def report(
 ) -> None:
     """Show a run's per-symbol quality, gaps, repairs and failed expectations."""
     from barkeeper.reports.report import failed_expectations, run_report
-    from models.engine import engine_for
+    from models.engine import engine_for, is_read_only
     from models.results import mark_interrupted
     from models.schema import init_db
 
@@ -253,7 +264,8 @@ def report(
         raise ParameterError("--run and --latest exclude each other; give one")
     engine = engine_for(database_url(db))
     init_db(engine)
-    mark_interrupted(engine)  # a run whose process was killed shows as interrupted
+    if not is_read_only(engine):
+        mark_interrupted(engine)  # a run whose process was killed shows as interrupted
     result = run_report(engine, run)
     _print_report(result, json_output)
     if not json_output:

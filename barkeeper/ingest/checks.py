@@ -16,6 +16,7 @@ import pandas as pd
 from barkeeper.core.panel import PRICE_COLUMNS
 from barkeeper.ingest.reading import MAX_LINE_CHARS, RawTable
 from barkeeper.ingest.stamps import NAT, StampFormat, parse_stamps
+from barkeeper.settings import load_settings
 
 #: Quarantine reasons, in the order they are checked (a row gets the first that applies).
 REASONS: Mapping[str, str] = {
@@ -31,6 +32,8 @@ REASONS: Mapping[str, str] = {
     "timestamp_in_future": "the bar starts after the time of the import",
     "price_not_positive": "open, high, low or close is zero or negative",
     "negative_volume": "the volume is negative",
+    "implausible_value": "a price at or above BARKEEPER_MAX_PRICE (1e7) or a volume at or above "
+    "BARKEEPER_MAX_VOLUME (1e12): a unit or parsing error, and sums of such bars overflow",
     "high_below_low": "high < low",
     "high_below_open_close": "high < open or high < close",
     "low_above_open_close": "low > open or low > close",
@@ -55,6 +58,7 @@ class CheckedRows:
 def check_rows(table: RawTable, fmt: StampFormat, tz: str, stamp: str = "open") -> CheckedRows:
     """Apply the row checks in `REASONS` order to one chunk (duplicates are settled later)."""
     cols = {name: s.str.strip() for name, s in table.columns.items()}
+    limits = load_settings()
     n = len(table.line)
     if "volume" not in cols:  # index files: no volume, stored as 0 and flagged in the report
         cols["volume"] = pd.Series(np.full(n, "0", dtype=object), dtype="str")
@@ -86,6 +90,8 @@ def check_rows(table: RawTable, fmt: StampFormat, tz: str, stamp: str = "open") 
     with np.errstate(invalid="ignore"):
         flag("price_not_positive", np.minimum.reduce([o, h, lo, c]) <= 0)
         flag("negative_volume", v < 0)
+        flag("implausible_value", (np.maximum.reduce([o, h, lo, c]) >= limits.max_price)
+             | (v >= limits.max_volume))  # fmt: skip
         flag("high_below_low", h < lo)
         flag("high_below_open_close", h < np.maximum(o, c))
         flag("low_above_open_close", lo > np.minimum(o, c))

@@ -47,7 +47,7 @@ from models.revisions import ON_CONFLICT, OnConflict, store_bars
 
 log = logging.getLogger(__name__)
 
-SYMBOL_PATTERN = re.compile(r"[A-Za-z0-9^][A-Za-z0-9._^=-]{0,31}")  # from a file name
+SYMBOL_PATTERN = re.compile(r"[A-Z0-9^][A-Z0-9^=-]{0,31}")  # from a file name, upper-cased
 GIVEN_SYMBOL_PATTERN = re.compile(r"[^,\x00-\x1f\x7f]{1,64}")  # --symbol (as ReplayParameters)
 STAMPS = ("open", "close")
 HASH_BLOCK = 1 << 20
@@ -255,6 +255,7 @@ def parse_file(
     options = options or ImportOptions()
     path = Path(path)
     zone = validate_tz(tz)
+    _check_regular_file(path)
     symbol = validate_symbol(symbol) if symbol is not None else symbol_from_path(path)
     forced = options.timestamp_format
     fmt = format_from_option(forced) if forced is not None else None
@@ -304,6 +305,17 @@ def content_hash(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _check_regular_file(path: Path) -> None:
+    """A glob that matched nothing or a pipe (read twice: sniffed, then parsed) is one line."""
+    if not path.exists() and any(c in path.name for c in "*?["):
+        raise InputFileError(f"{path}: no file matches this pattern")
+    if path.exists() and not path.is_file() and not path.is_dir():
+        raise InputFileError(
+            f"{path}: a pipe or device, not a file; save it to a file first "
+            "(e.g. `cmd > bars.csv`), then import that"
+        )
+
+
 def validate_tz(tz: str) -> str:
     """`tz` if it names an IANA time zone, else a ParameterError naming the fix."""
     try:
@@ -316,20 +328,27 @@ def validate_tz(tz: str) -> str:
 
 
 def validate_symbol(symbol: str) -> str:
-    """`symbol` if it is 1-64 characters without commas or control characters and not blank."""
-    if not GIVEN_SYMBOL_PATTERN.fullmatch(symbol) or not symbol.strip():
+    """`symbol` upper-cased, if that is 1-64 characters without commas or control characters.
+
+    Checked after upper-casing, which can lengthen it (``ß`` → ``SS``).
+    """
+    upper = symbol.strip().upper()  # tickers are case-insensitive; the store keeps upper case
+    if not GIVEN_SYMBOL_PATTERN.fullmatch(upper):
         raise ParameterError(
             f"--symbol: {symbol!r} is not a ticker symbol "
-            "(1-64 characters, no commas or control characters)"
+            "(1-64 characters once upper-cased, no commas or control characters)"
         )
-    return symbol.strip().upper()  # tickers are case-insensitive; the store keeps upper case
+    return upper
 
 
 def symbol_from_path(path: Path) -> str:
-    """The file name up to its first ``_`` (``DBB_1min_….csv`` → ``DBB``), or its stem."""
-    name = path.name.split("_", 1)[0] if "_" in path.name else path.stem
+    """The file name up to its first ``_`` or ``.``, upper-cased, then validated.
+
+    ``DBB_1min_….csv`` → ``DBB``, ``MSFT.csv.bak`` → ``MSFT``.
+    """
+    name = re.split(r"[_.]", path.name, maxsplit=1)[0].upper()
     if not SYMBOL_PATTERN.fullmatch(name):
         raise ParameterError(
             f"{path}: cannot take a ticker symbol from the file name ({name!r}); pass --symbol"
         )
-    return name.upper()
+    return name

@@ -296,6 +296,10 @@ def _layout(path: Path, header: list[str], header_line: str) -> Layout:
 def _parquet_chunks(path: Path, rows: int) -> tuple[Layout, Iterator[RawTable]]:
     try:
         source = pq.ParquetFile(path)
+        names = [name.lower() for name in source.schema_arrow.names]
+        twice = sorted({name for name in names if names.count(name) > 1})
+        if twice:
+            raise InputFileError(f"{path}: column {', '.join(twice)} appears more than once")
     except (pa.ArrowException, OSError) as error:
         raise InputFileError(f"{path}: not a readable Parquet file ({error})") from None
     header = [str(c) for c in source.schema_arrow.names]

@@ -265,7 +265,8 @@ def test_huge_line_is_quarantined_not_fatal(tmp_path: Path) -> None:
 
 def test_symbol_from_file_name_and_validation() -> None:
     assert symbol_from_path(Path("DBB_1min_2023-07-10_to_2025-07-08.csv")) == "DBB"
-    assert symbol_from_path(Path("/x/BRK.B.csv")) == "BRK.B"
+    # only the part before the first _ or . (issue 16): BRK.B needs --symbol BRK.B
+    assert symbol_from_path(Path("/x/BRK.B.csv")) == "BRK"
     with pytest.raises(ParameterError, match="is not a ticker symbol"):
         parse_file(SAMPLES[0], symbol="A,B")
     with pytest.raises(ParameterError, match="pass --symbol"):
