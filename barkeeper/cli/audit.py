@@ -103,7 +103,7 @@ def render_audit(document: Mapping[str, Any], as_json: bool) -> None:
             )
     out.print(table)
     for item in document.get("files", []):
-        detail = item["reason"] if item["status"] == "rejected" else f"{item['stored']} stored"
+        detail = item["reason"] if item["status"] != "done" else f"{item['stored']} stored"
         out.print(f"{item['name']}: {item['status']} ({detail})", highlight=False)
     if document.get("data_docs"):
         out.print(f"Data Docs: {document['data_docs']}", highlight=False, soft_wrap=True)

@@ -16,7 +16,6 @@ from barkeeper.errors import InputFileError, ParameterError
 
 ISO = "iso8601"
 EPOCH_UNITS = {"s": 1, "ms": 1_000, "us": 1_000_000, "ns": 1_000_000_000}
-UNIT_PER_SECOND = EPOCH_UNITS
 NAT = np.iinfo(np.int64).min
 ISO_PATTERN = r"^\d{4}-\d{2}-\d{2}(?:[T ]\d{1,2}:\d{2}.*)?$"
 DATE_ONLY_ISO = r"^\d{4}-\d{2}-\d{2}$"
@@ -189,7 +188,7 @@ def _seconds(stamps: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """Unix seconds (NAT for NaT) and whole-minute flags, in the Series' own time unit."""
     if stamps.dt.tz is not None:
         stamps = stamps.dt.tz_convert("UTC").dt.tz_localize(None)
-    per_second = UNIT_PER_SECOND[stamps.dt.unit]
+    per_second = EPOCH_UNITS[stamps.dt.unit]  # a datetime unit is an epoch unit
     ticks = stamps.to_numpy().view(np.int64)
     missing = stamps.isna().to_numpy()
     seconds = np.where(missing, NAT, ticks // per_second)

@@ -290,3 +290,25 @@ def test_bad_vendor_flags_are_one_line_before_any_read(
     code, _, err = run("import", str(SAMPLES["DBB"]), *flags, "--db", url)
     assert code == 2 and err.startswith(f"barkeeper: error: {needle}")
     assert err.count("\n") == 1 and not (tmp_path / "flags.db").exists()
+
+
+@pytest.mark.parametrize("layout", ["us_minutes", "date_and_time", "epoch_ms", "compact"])
+def test_two_years_of_real_bars_across_dst_in_vendor_layouts(
+    layout: str, real_dir: Path, tmp_path: Path
+) -> None:
+    """The 2-year DBB file (every DST change of 2023-2025 in New York time) in vendor layouts."""
+    source = next(real_dir.glob("DBB_1min_*.csv"))
+    url_iso = f"sqlite:///{tmp_path / 'iso.db'}"
+    assert run("import", str(source), "--symbol", "DBB", "--db", url_iso)[0] == 0
+    frame = pd.read_csv(source)
+    frame["timestamp"] = pd.to_datetime(frame["timestamp"]).dt.tz_localize("UTC")
+    make, flags, described = LAYOUTS[layout]
+    path = write(make(frame), tmp_path / f"{layout}.csv")
+    url = f"sqlite:///{tmp_path / 'layout.db'}"
+    code, out, err = run("import", str(path), "--symbol", "DBB", *flags, "--db", url)
+    assert code == 0, err
+    assert f"stamps: {described}" in out
+    pd.testing.assert_frame_equal(
+        read_bars(engine_for(url), ["DBB"], *ALL_TIME),
+        read_bars(engine_for(url_iso), ["DBB"], *ALL_TIME),
+    )
