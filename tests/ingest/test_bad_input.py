@@ -139,6 +139,7 @@ REASON_ROWS = {
     "timestamp_in_future": "2999-01-04 10:00:00,1,1,1,1,1",
     "price_not_positive": "2023-07-10 09:35:00,0,1,1,1,1",
     "negative_volume": "2023-07-10 09:36:00,1,1,1,1,-5",
+    "implausible_value": "2023-07-10 09:43:00,1,1,1,1,1e308",  # overflowed every sum (issue 16)
     "high_below_low": "2023-07-10 09:37:00,1,1,2,1,1",
     "high_below_open_close": "2023-07-10 09:38:00,2,1.5,1,1,1",
     "low_above_open_close": "2023-07-10 09:39:00,1,2,1.5,2,1",
@@ -236,7 +237,7 @@ PARAMETER_CASES = {
     "unsupported_store": ((*REPLAY, "--db", "oracle://bk:s3cr3t-pw@host/bk"), {},
                           ("unsupported database", "bk:***@host")),
     "unreachable_store": ((*REPLAY, "--db", "postgresql://bk:s3cr3t-pw@127.0.0.1:1/bk"), {},
-                          ("the store cannot be used",)),
+                          ("cannot be reached (connection failed",)),
 }  # fmt: skip
 
 
