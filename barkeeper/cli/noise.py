@@ -54,6 +54,8 @@ def quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     if verbose:
         os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "NOTSET"
+        os.environ["PREFECT_SERVER_LOGGING_LEVEL"] = "WARNING"  # Prefect's default
         return
     os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")  # what runs send to the API
     os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"  # Prefect's terminal output
