@@ -242,7 +242,7 @@ PARAMETER_CASES = {
     "unsupported_store": ((*REPLAY, "--db", "oracle://bk:s3cr3t-pw@host/bk"), {},
                           ("unsupported database", "bk:***@host")),
     "unreachable_store": ((*REPLAY, "--db", "postgresql://bk:s3cr3t-pw@127.0.0.1:1/bk"), {},
-                          ("the store cannot be used",)),
+                          ("cannot be reached (connection failed",)),
 }  # fmt: skip
 
 

@@ -54,3 +54,28 @@ def test_preflight_failures_are_one_line_before_any_work(tmp_path: Path) -> None
     with contextlib.closing(sqlite3.connect(store)) as conn:  # no run was started
         assert conn.execute("SELECT count(*) FROM run").fetchone()[0] == 0
     assert not (tmp_path / "reports").exists()  # nothing was written anywhere
+
+
+def test_prefect_logs_only_with_verbose(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'store.db'}"
+    init_db(engine_for(url))
+    for path in sorted(SAMPLE_DIR.glob("MSFT_1min_*.csv")):
+        ingest_file(engine_for(url), path)
+    env = {**os.environ, "BARKEEPER_DATABASE_URL": url, "PREFECT_HOME": str(tmp_path / "p"),
+           "BARKEEPER_REPORTS_DIR": str(tmp_path / "reports"),
+           "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120"}  # fmt: skip
+    for name in ("PREFECT_API_URL", "PREFECT_LOGGING_LEVEL"):
+        env.pop(name, None)
+    replay = ["replay", "--symbols", "MSFT", "--start", "2023-07-10", "--json"]
+    started = {
+        verbose: subprocess.Popen([BARKEEPER, *(["--verbose"] if verbose else []), *replay],
+                                  env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+        for verbose in (False, True)
+    }  # fmt: skip
+    outcome = {v: (p.wait(timeout=600), p.stderr.read().decode()) for v, p in started.items()}
+    assert outcome[False][0] == outcome[True][0] == 0, outcome
+    assert outcome[False][1] == ""  # --json: the document on stdout, nothing else anywhere
+    assert "| INFO    | Flow run" in outcome[True][1]
+    with contextlib.closing(sqlite3.connect(tmp_path / "store.db")) as conn:
+        statuses = sorted(s for (s,) in conn.execute("SELECT status FROM run"))
+    assert statuses == ["completed", "completed"]
