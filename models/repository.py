@@ -1,8 +1,8 @@
 """The bar repository: reads and writes of vendor 1-minute bars, quarantine and import records.
 
-Every function takes an engine (its own transaction) or a connection (the caller's, so an
-import commits bars, quarantine rows and its record together). Every value is a bound
-parameter; table and column names come from the SQLModel tables.
+Writes take an engine (their own transaction) or a connection (the caller's, so an import
+commits bars, quarantine rows and its record together); `read_bars` takes an engine. Every
+value is a bound parameter; table and column names come from the SQLModel tables.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from models.tables import Bar, IngestedFile, Quarantine
 BAR_INTERVAL = 1
 QUARANTINE_COLUMNS = ("file", "line", "raw", "reason", "symbol")
 SQLITE_KEYS_PER_QUERY = 10_000  # (symbol, ts) pairs per lookup, at most
-SQLITE_SYMBOLS_PER_QUERY = 20_000  # symbols per range query, at most
 BAR_SELECT = ", ".join(BAR_COLUMNS)
 _BAR_SCHEMA = pa.schema(
     [("symbol", pa.string()), ("ts", pa.int64())] + [(c, pa.float64()) for c in PRICE_COLUMNS]
