@@ -43,7 +43,7 @@ def bench_backtest(
     -------
     dict
         `real` and `synthetic`: symbols, sessions, wall_s, wall_per_session_s, peak_rss_mb,
-        rss_growth_per_session_mb (slope of RSS over the run's middle), store_limit_s,
+        rss_growth_per_session_mb (slope of RSS over 50-90 % of the run), store_limit_s,
         store_limit_ratio; `synthetic` also marginal_session_s and
         peak_rss_growth_per_session_mb (both against a 1-session run of the same symbols,
         the latter including the batch of sessions awaiting validation); `load` is the
@@ -170,8 +170,12 @@ class _PeakRss:
         self._thread.join()
 
     def growth_mb_per_s(self) -> float | None:
-        """Least-squares slope of RSS over the run's middle (25-90 % of its samples)."""
-        middle = self.samples[len(self.samples) // 4 : len(self.samples) * 9 // 10]
+        """Least-squares slope of RSS over 50-90 % of the run's samples.
+
+        Past the start-up (imports, first session) and before the report; meaningful only
+        for runs of many sessions, where the replay is most of the process's life.
+        """
+        middle = self.samples[len(self.samples) // 2 : len(self.samples) * 9 // 10]
         if len(middle) < 3:
             return None
         t = np.array([m[0] for m in middle])
