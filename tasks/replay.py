@@ -235,12 +235,9 @@ def load_session(run_id: str, session: date) -> LoadedSession:
     return live(run_id).load(session)
 
 
-def stream_session(run_id: str, loaded: LoadedSession) -> dict[str, float]:
+def stream_session(run_id: str, loaded: LoadedSession) -> None:
     """Replay one session through the coordinator, in timestamp order across symbols."""
-    replay = live(run_id)
-    replay.stream(loaded)
-    stats = replay.coordinator.stats
-    return {"bars": stats.bars_delivered, "seconds": stats.wall_seconds}
+    live(run_id).stream(loaded)
 
 
 def capture_outcome(replay: Replay, session: date) -> None:

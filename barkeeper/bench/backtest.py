@@ -21,6 +21,8 @@ from pathlib import Path
 from time import perf_counter
 from typing import Any
 
+import numpy as np
+
 from barkeeper.bench.replay import BENCH_SESSION, bench_sessions, seed_repository
 from barkeeper.core.calendar import Calendar
 
@@ -41,9 +43,11 @@ def bench_backtest(
     -------
     dict
         `real` and `synthetic`: symbols, sessions, wall_s, wall_per_session_s, peak_rss_mb,
-        store_limit_s, store_limit_ratio; `synthetic` also marginal_session_s and
-        rss_growth_per_session_mb (against a 1-session run of the same symbols); `load` is
-        the 1-minute load average before each case (the machine may be shared).
+        rss_growth_per_session_mb (slope of RSS over 50-90 % of the run), store_limit_s,
+        store_limit_ratio; `synthetic` also marginal_session_s and
+        peak_rss_growth_per_session_mb (both against a 1-session run of the same symbols,
+        the latter including the batch of sessions awaiting validation); `load` is the
+        1-minute load average before each case (the machine may be shared).
     """
     with tempfile.TemporaryDirectory(prefix="barkeeper-backtest-") as tmp:
         real = _real_case(Path(tmp) / "real", real_sessions)
@@ -81,7 +85,7 @@ def _synthetic_case(folder: Path, symbols: int, sessions: int) -> dict[str, Any]
     figures = _replay_case(folder, url, names, days[0], days[-1], sessions)
     figures["marginal_session_s"] = round((figures["wall_s"] - one["wall_s"]) / (sessions - 1), 3)
     growth = (figures["peak_rss_mb"] - one["peak_rss_mb"]) / (sessions - 1)
-    figures["rss_growth_per_session_mb"] = round(growth, 2)
+    figures["peak_rss_growth_per_session_mb"] = round(growth, 2)
     figures["one_session"] = one
     return figures
 
@@ -122,9 +126,11 @@ def _replay_case(
         raise RuntimeError(f"replay failed ({process.returncode}): {stderr.strip()[-500:]}")
     report = json.loads(stdout)
     limit = store_limit(url.removeprefix("sqlite:///"), report["run_id"], symbols, start, end)
+    slope = peak.growth_mb_per_s()
     return {
         "symbols": len(symbols),
         "sessions": sessions,
+        "rss_growth_per_session_mb": None if slope is None else round(slope * wall / sessions, 2),
         "wall_s": round(wall, 3),
         "wall_per_session_s": round(wall / sessions, 3),
         "peak_rss_mb": round(peak.mb, 1),
@@ -135,69 +141,90 @@ def _replay_case(
 
 
 class _PeakRss:
-    """The peak resident set of a process (VmHWM), read every 0.2 s until it ends."""
+    """A process's resident set, read every 0.2 s until it ends: its peak and its trend."""
 
     def __init__(self, pid: int) -> None:
         self.pid, self.mb = pid, 0.0
+        self.samples: list[tuple[float, float]] = []  # (seconds since start, VmRSS MB)
         self._done = threading.Event()
         self._thread = threading.Thread(target=self._watch, daemon=True)
         self._thread.start()
 
     def _watch(self) -> None:
         status = Path(f"/proc/{self.pid}/status")
+        began = perf_counter()
         while not self._done.wait(0.2):
             try:
-                for line in status.read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        self.mb = max(self.mb, int(line.split()[1]) / 1024)
-            except (OSError, ValueError):
+                fields = dict(
+                    line.split(":", 1) for line in status.read_text().splitlines() if ":" in line
+                )
+                self.mb = max(self.mb, int(fields["VmHWM"].split()[0]) / 1024)
+                self.samples.append(
+                    (perf_counter() - began, int(fields["VmRSS"].split()[0]) / 1024)
+                )
+            except (OSError, ValueError, KeyError):
                 return
 
     def stop(self) -> None:
         self._done.set()
         self._thread.join()
 
+    def growth_mb_per_s(self) -> float | None:
+        """Least-squares slope of RSS over 50-90 % of the run's samples.
+
+        Past the start-up (imports, first session) and before the report; meaningful only
+        for runs of many sessions, where the replay is most of the process's life.
+        """
+        middle = self.samples[len(self.samples) // 2 : len(self.samples) * 9 // 10]
+        if len(middle) < 3:
+            return None
+        t = np.array([m[0] for m in middle])
+        rss = np.array([m[1] for m in middle])
+        return float(np.polyfit(t, rss, 1)[0])
+
 
 def store_limit(db: str, run_id: str, symbols: list[str], start: date, end: date) -> float:
     """Seconds raw sqlite3 takes to read the replay's bars and write its result rows afresh.
 
-    The read is one query per run over the sessions' days; the write copies every row the run
-    left in tables with a `run_id` column into an empty copy of those tables, in one
-    transaction (executemany), as the leanest writer of the same rows would.
+    The read is one query over the sessions' days; the write copies every row the run left in
+    tables with a `run_id` column into an empty copy of those tables in another file (one
+    transaction of `INSERT ... SELECT`, all in SQLite's C code: a floor for any writer).
     """
     first = int(Calendar().session_minutes(start).minutes[0]) - 86_400
     last = int(Calendar().session_minutes(end).minutes[-1]) + 86_400
     marks = ",".join("?" * len(symbols))
-    with sqlite3.connect(db) as source:
-        tables = [
-            (name, sql)
-            for name, sql in source.execute(
-                "SELECT name, sql FROM sqlite_master WHERE type='table'"
-            )
-            if any(c[1] == "run_id" for c in source.execute(f'PRAGMA table_info("{name}")'))
-        ]
-        rows = {
-            name: source.execute(f'SELECT * FROM "{name}" WHERE run_id = ?', (run_id,)).fetchall()
-            for name, _ in tables
-        }
-        began = perf_counter()
-        source.execute(
-            f"SELECT symbol, ts, open, high, low, close, volume FROM bar "
-            f"WHERE interval = 1 AND ts >= ? AND ts < ? AND symbol IN ({marks})",
-            (first, last, *symbols),
-        ).fetchall()
-        read = perf_counter() - began
     with tempfile.TemporaryDirectory(prefix="barkeeper-limit-") as tmp:
-        target = sqlite3.connect(Path(tmp) / "limit.db")
-        target.execute("PRAGMA journal_mode=WAL")
-        for _, sql in tables:
-            target.execute(sql)
-        began = perf_counter()
-        with target:
-            for name, values in rows.items():
-                if values:
-                    marks_row = ",".join("?" * len(values[0]))
-                    target.executemany(f'INSERT INTO "{name}" VALUES ({marks_row})', values)
-        write = perf_counter() - began
-        target.close()
-    return read + write
+        conn = sqlite3.connect(db)
+        try:
+            tables = [
+                (name, sql)
+                for name, sql in conn.execute(
+                    "SELECT name, sql FROM sqlite_master WHERE type = 'table'"
+                ).fetchall()
+                if any(c[1] == "run_id" for c in conn.execute(f'PRAGMA table_info("{name}")'))
+            ]
+            conn.execute("ATTACH DATABASE ? AS target", (str(Path(tmp) / "limit.db"),))
+            for name, sql in tables:
+                conn.execute(
+                    sql.replace(f'CREATE TABLE "{name}"', f'CREATE TABLE target."{name}"').replace(
+                        f"CREATE TABLE {name}", f'CREATE TABLE target."{name}"'
+                    )
+                )
+            conn.commit()
+            began = perf_counter()
+            rows = conn.execute(
+                f"SELECT symbol, ts, open, high, low, close, volume FROM bar "
+                f"WHERE interval = 1 AND ts >= ? AND ts < ? AND symbol IN ({marks})",
+                (first, last, *symbols),
+            )
+            for _ in rows:
+                pass
+            with conn:
+                for name, _ in tables:
+                    conn.execute(
+                        f'INSERT INTO target."{name}" SELECT * FROM main."{name}" WHERE run_id = ?',
+                        (run_id,),
+                    )
+            return perf_counter() - began
+        finally:
+            conn.close()
