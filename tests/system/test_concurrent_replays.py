@@ -32,6 +32,8 @@ REPLAY = [
     *("--drop-rate", "0.05", "--outage", "10:00-10:10", "--seed", "3", "--json"),
 ]
 COMMAND_TIMEOUT_S = 900
+# four replays and maybe a server start: minutes on a 2-core machine shared with other work
+pytestmark = pytest.mark.timeout(2 * COMMAND_TIMEOUT_S)
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
