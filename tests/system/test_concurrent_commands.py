@@ -44,8 +44,13 @@ def test_three_replays_and_an_import_at_once(tmp_path: Path) -> None:
     extra = tmp_path / "NEW_1min.csv"
     pd.DataFrame({"timestamp": minutes, "open": 10.0, "high": 11.0, "low": 9.0, "close": 10.5,
                   "volume": 7}).to_csv(extra, index=False)  # fmt: skip
-    env = {**os.environ, "BARKEEPER_DATABASE_URL": url, "PREFECT_HOME": str(tmp_path / "p"),
-           "BARKEEPER_REPORTS_DIR": str(tmp_path / "reports")}  # fmt: skip
+    env = {
+        **os.environ,
+        "BARKEEPER_DATABASE_URL": url,
+        "PREFECT_HOME": str(tmp_path / "p"),
+        "BARKEEPER_REPORTS_DIR": str(tmp_path / "reports"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+    }  # (a longer ephemeral start-up: a busy machine)
     env.pop("PREFECT_API_URL", None)
     replay = [BARKEEPER, "replay", "--symbols", "MSFT,DBB,FXY", "--start", SESSION, "--json"]
     commands = [replay, replay, replay, [BARKEEPER, "import", str(extra)]]
