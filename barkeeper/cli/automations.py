@@ -41,6 +41,19 @@ class MissingReference(ParameterError):
     """An automation names a deployment or block the server does not have (yet)."""
 
 
+def require_api() -> str:
+    """The configured Prefect API URL; automations and blocks on an ephemeral API would vanish."""
+    from prefect.settings import PREFECT_API_URL
+
+    api = PREFECT_API_URL.value()
+    if not api:
+        raise ParameterError(
+            "PREFECT_API_URL is not set: automations and blocks live on a running Prefect "
+            "server (start one with `make serve`, then set PREFECT_API_URL to its API)"
+        )
+    return api
+
+
 def automation_files(folder: Path) -> list[Path]:
     """The YAML and JSON files of `folder`, in name order (ParameterError if there are none)."""
     if not folder.is_dir():
@@ -110,10 +123,10 @@ def apply_automations(folder: Path = AUTOMATIONS_DIR) -> list[Applied]:
     """
     from prefect.client.orchestration import get_client
 
+    specs = [(path, load_spec(path)) for path in automation_files(folder)]
     applied = []
     with get_client(sync_client=True) as client:
-        for path in automation_files(folder):
-            spec = load_spec(path)
+        for path, spec in specs:
             try:
                 automation = resolve(spec, client)
             except MissingReference as missing:
@@ -142,12 +155,11 @@ def apply_command(
 ) -> None:
     """Create or update the shipped automations on the Prefect API (PREFECT_API_URL)."""
     import httpx
-    from prefect.settings import PREFECT_API_URL
 
+    api = require_api()
     try:
         applied = apply_automations(folder)
     except (OSError, RuntimeError, httpx.HTTPError) as error:
-        api = PREFECT_API_URL.value() or "the ephemeral API"
         raise ParameterError(f"cannot apply automations on {api}: {error}") from None
     if as_json:
         print(json.dumps({"automations": [vars(a) for a in applied]}))

@@ -9,6 +9,7 @@ from urllib.parse import urlsplit
 import typer
 
 from barkeeper.cli.app import DbOption, app, shown_url, user_errors
+from barkeeper.cli.automations import require_api
 from barkeeper.errors import ParameterError
 from barkeeper.settings import load_settings
 
@@ -33,6 +34,7 @@ def store_command(
     """
     from prefect.blocks.system import Secret
 
+    require_api()
     url = db or load_settings().database_url
     Secret(value=url).save(name, overwrite=True)
     print(f"Secret block {name!r} holds {shown_url(url)}; use BARKEEPER_DATABASE_BLOCK={name}")
@@ -57,6 +59,7 @@ def webhook_command(
     """
     from prefect.blocks.notifications import CustomWebhookNotificationBlock
 
+    require_api()
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ParameterError(f"URL: {url!r} is not an http(s) URL")

@@ -48,6 +48,21 @@ def recipe_steps() -> dict[int, str]:
     return steps
 
 
+def git_clone_variant(checkout: Path) -> Path:
+    """prefect.yaml with the README's `git_clone` pull section, cloning this repository."""
+    readme = (REPO_ROOT / "README.md").read_text()
+    section = readme[readme.index("**Workers on other machines**") :]
+    pull = section[section.index("```yaml\n") + 8 : section.index("```\n", 10)]
+    branch = subprocess.run(
+        ["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=REPO_ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    pull = pull.replace("https://github.com/your-org/barkeeper.git", str(REPO_ROOT))
+    pull = pull.replace("branch: main", f"branch: {branch}")
+    variant = checkout / "prefect.git.yaml"
+    variant.write_text((checkout / "prefect.yaml").read_text() + "\n" + pull)
+    return variant
+
+
 @pytest.fixture
 def databases() -> Iterator[tuple[str, str]]:
     """Two fresh PostgreSQL databases: the Prefect server's and barkeeper's store."""
@@ -149,6 +164,27 @@ def test_readme_recipe_runs_from_any_checkout(tmp_path: Path, databases: tuple[s
         for flow_run in runs:
             sessions |= set(read_table(engine, SessionMetric, str(flow_run.id))["session"])
         assert {str(s) for s in sessions} == {"2023-07-10", "2023-07-11"}
+
+        # The README's variant for workers without the checkout: each run clones the code.
+        variant = git_clone_variant(checkout)
+        deployed = subprocess.run(
+            ["prefect", "--no-prompt", "deploy", "--all", "--prefect-file", str(variant)],
+            cwd=checkout,
+            env={**env, "PREFECT_API_URL": api_url},
+            capture_output=True,
+            text=True,
+        )
+        assert deployed.returncode == 0, deployed.stdout + deployed.stderr
+        with temporary_settings({PREFECT_API_URL: api_url}), get_client(sync_client=True) as c:
+            deployment = c.read_deployment_by_name("replay_sessions/replay")
+            assert "prefect.deployments.steps.git_clone" in deployment.pull_steps[0]
+            parameters = {"replay": {"symbols": ["MSFT"], "start": "2023-07-12"}}
+            cloned = c.create_flow_run_from_deployment(deployment.id, parameters=parameters)
+            deadline = time.monotonic() + RUN_TIMEOUT_S
+            while not (run := c.read_flow_run(cloned.id)).state.is_final():
+                assert time.monotonic() < deadline, tail()
+                time.sleep(0.5)
+        assert run.state.type == StateType.COMPLETED, tail()
     finally:
         for process in reversed(background):
             stop_group(process, grace_s=10)
