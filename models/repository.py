@@ -20,10 +20,10 @@ from sqlalchemy import Connection, Engine, delete, func, select
 
 from barkeeper.core.panel import BAR_COLUMNS, PRICE_COLUMNS
 from models.bulk import insert_rows, transaction
-from models.tables import Bar, IngestedFile, Quarantine
+from models.tables import DEFAULT_SOURCE, Bar, IngestedFile, Quarantine
 
 BAR_INTERVAL = 1
-QUARANTINE_COLUMNS = ("file", "line", "raw", "reason", "symbol")
+QUARANTINE_COLUMNS = ("file", "line", "raw", "reason", "symbol", "source")
 SQLITE_KEYS_PER_QUERY = 10_000  # (symbol, ts) pairs per lookup, at most
 SQLITE_SYMBOLS_PER_QUERY = 20_000  # symbols per range query, at most
 BAR_SELECT = ", ".join(BAR_COLUMNS)
@@ -39,12 +39,15 @@ class UpsertCounts:
     skipped: int
 
 
-def upsert_bars(bind: Bind, bars: pd.DataFrame, source: str) -> UpsertCounts:
-    """Insert or correct 1-minute bars, keyed on symbol + interval 1 + ts.
+def upsert_bars(
+    bind: Bind, bars: pd.DataFrame, origin: str, source: str = DEFAULT_SOURCE
+) -> UpsertCounts:
+    """Insert or correct 1-minute bars of `source`, keyed on symbol + interval 1 + ts + source.
 
     A row identical (OHLCV) to the stored bar is skipped, so re-importing a file changes
     nothing; a row that differs replaces the stored bar (a vendor correction) and counts as
-    stored. Within `bars` a key must appear once (the later row wins otherwise).
+    stored. Within `bars` a key must appear once (the later row wins otherwise). `origin`
+    says what delivered the bars (a file name).
     """
     if bars.empty:
         return UpsertCounts(0, 0)
@@ -54,21 +57,24 @@ def upsert_bars(bind: Bind, bars: pd.DataFrame, source: str) -> UpsertCounts:
         "interval": [BAR_INTERVAL] * len(frame),
         "ts": frame["ts"].to_numpy(dtype=np.int64).tolist(),
         **{c: frame[c].to_numpy(dtype=np.float64).tolist() for c in PRICE_COLUMNS},
-        "source": [source[:255]] * len(frame),
+        "source": [source] * len(frame),
+        "origin": [origin[:255]] * len(frame),
     }
     stored = insert_rows(
         bind,
         Bar,
         rows,
         on_conflict="update",
-        conflict_cols=("symbol", "interval", "ts"),
+        conflict_cols=("symbol", "interval", "ts", "source"),
         changed_cols=PRICE_COLUMNS,
     )
     return UpsertCounts(stored=stored, skipped=len(bars) - stored)
 
 
-def read_bars(bind: Bind, symbols: Sequence[str], start_ts: int, end_ts: int) -> pd.DataFrame:
-    """1-minute bars of `symbols` with start_ts <= ts < end_ts, sorted by ts then symbol.
+def read_bars(
+    bind: Bind, symbols: Sequence[str], start_ts: int, end_ts: int, source: str = DEFAULT_SOURCE
+) -> pd.DataFrame:
+    """1-minute bars of `source` for `symbols` with start_ts <= ts < end_ts, sorted by ts, symbol.
 
     One query (SQLite: one per 20,000 symbols); rows come back as plain tuples and the frame
     is built column-wise, then sorted in pandas (cheaper than ORDER BY for a session of
@@ -77,8 +83,11 @@ def read_bars(bind: Bind, symbols: Sequence[str], start_ts: int, end_ts: int) ->
     symbols = list(dict.fromkeys(symbols))
     if not symbols or end_ts <= start_ts:
         return _bar_frame([])
-    head = f"SELECT {BAR_SELECT} FROM bar WHERE interval = {{p}} AND ts >= {{p}} AND ts < {{p}}"
-    window = (BAR_INTERVAL, int(start_ts), int(end_ts))
+    head = (
+        f"SELECT {BAR_SELECT} FROM bar WHERE interval = {{p}} AND ts >= {{p}} AND ts < {{p}} "
+        "AND source = {p}"
+    )
+    window = (BAR_INTERVAL, int(start_ts), int(end_ts), source)
     rows: list[tuple] = []
     with transaction(bind) as conn:
         if conn.dialect.name == "postgresql":
@@ -93,8 +102,8 @@ def read_bars(bind: Bind, symbols: Sequence[str], start_ts: int, end_ts: int) ->
     return _bar_frame(rows)
 
 
-def read_bars_at(bind: Bind, keys: pd.DataFrame) -> pd.DataFrame:
-    """The stored 1-minute bars at exactly the (symbol, ts) pairs of `keys`, sorted by ts, symbol.
+def read_bars_at(bind: Bind, keys: pd.DataFrame, source: str = DEFAULT_SOURCE) -> pd.DataFrame:
+    """`source`'s 1-minute bars at exactly the (symbol, ts) pairs of `keys`, sorted by ts, symbol.
 
     Pairs with no stored bar are simply absent. One query on PostgreSQL (arrays unnested);
     on SQLite one query per 10,000 pairs (fewer on builds with a low parameter limit).
@@ -111,11 +120,11 @@ def read_bars_at(bind: Bind, keys: pd.DataFrame) -> pd.DataFrame:
             sql = (
                 f"SELECT {select_b} FROM bar AS b "
                 "JOIN unnest(%s::text[], %s::bigint[]) AS k(symbol, ts) "
-                "ON b.symbol = k.symbol AND b.ts = k.ts WHERE b.interval = %s"
+                "ON b.symbol = k.symbol AND b.ts = k.ts WHERE b.interval = %s AND b.source = %s"
             )
-            rows = _fetch(conn, sql, (symbols, stamps, BAR_INTERVAL))
+            rows = _fetch(conn, sql, (symbols, stamps, BAR_INTERVAL, source))
         else:
-            chunk = min(SQLITE_KEYS_PER_QUERY, (_sqlite_max_parameters(conn) - 1) // 2)
+            chunk = min(SQLITE_KEYS_PER_QUERY, (_sqlite_max_parameters(conn) - 2) // 2)
             for i in range(0, len(symbols), chunk):
                 part = symbols[i : i + chunk]
                 flat: list[object] = [None] * (2 * len(part))
@@ -124,23 +133,28 @@ def read_bars_at(bind: Bind, keys: pd.DataFrame) -> pd.DataFrame:
                 sql = (
                     f"SELECT {select_b} FROM (VALUES {', '.join(['(?, ?)'] * len(part))}) AS k "
                     "JOIN bar AS b ON b.symbol = k.column1 AND b.ts = k.column2 "
-                    "AND b.interval = ?"
+                    "AND b.interval = ? AND b.source = ?"
                 )
-                rows += _fetch(conn, sql, (*flat, BAR_INTERVAL))
+                rows += _fetch(conn, sql, (*flat, BAR_INTERVAL, source))
     return _bar_frame(rows)
 
 
-def known_symbols(bind: Bind) -> list[str]:
-    """Every symbol with 1-minute bars in the repository, sorted."""
-    stmt = select(Bar.symbol).where(Bar.interval == BAR_INTERVAL).distinct().order_by(Bar.symbol)
+def known_symbols(bind: Bind, source: str = DEFAULT_SOURCE) -> list[str]:
+    """Every symbol with 1-minute bars of `source` in the repository, sorted."""
+    stmt = (
+        select(Bar.symbol)
+        .where(Bar.interval == BAR_INTERVAL, Bar.source == source)
+        .distinct()
+        .order_by(Bar.symbol)
+    )
     with transaction(bind) as conn:
         return list(conn.execute(stmt).scalars())
 
 
-def symbol_span(bind: Bind, symbol: str) -> tuple[int, int] | None:
-    """(first ts, last ts) of `symbol`'s 1-minute bars, or None when it has none."""
+def symbol_span(bind: Bind, symbol: str, source: str = DEFAULT_SOURCE) -> tuple[int, int] | None:
+    """(first ts, last ts) of `symbol`'s 1-minute bars of `source`, or None when it has none."""
     stmt = select(func.min(Bar.ts), func.max(Bar.ts)).where(
-        Bar.symbol == symbol, Bar.interval == BAR_INTERVAL
+        Bar.symbol == symbol, Bar.interval == BAR_INTERVAL, Bar.source == source
     )
     with transaction(bind) as conn:
         first, last = conn.execute(stmt).one()
@@ -159,13 +173,15 @@ def write_quarantine(bind: Bind, rows: pd.DataFrame | Iterable[dict], *, file: s
             conn.execute(delete(Quarantine).where(Quarantine.file == file))
         if frame.empty:
             return 0
+        if "source" not in frame.columns:
+            frame = frame.assign(source=DEFAULT_SOURCE)
         frame = frame[list(QUARANTINE_COLUMNS)].assign(created_at=datetime.now(UTC))
         insert_rows(conn, Quarantine, frame)
     return len(frame)
 
 
 def read_quarantine(bind: Bind, file: str | None = None) -> pd.DataFrame:
-    """Quarantine records (all, or of one file), ordered by file and line."""
+    """Quarantine records (all, or of one file), ordered by file and line, with their source."""
     stmt = select(*(getattr(Quarantine, c) for c in QUARANTINE_COLUMNS)).order_by(
         Quarantine.file, Quarantine.line, Quarantine.id
     )
@@ -181,6 +197,7 @@ def record_ingested_file(
     path: str,
     symbol: str,
     *,
+    source: str = DEFAULT_SOURCE,
     read: int = 0,
     stored: int = 0,
     quarantined: int = 0,
@@ -192,6 +209,7 @@ def record_ingested_file(
     record = IngestedFile(
         path=path[:1024],
         symbol=symbol[:64],
+        source=source,
         status=status,
         reason=reason,
         read=read,

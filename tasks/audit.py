@@ -19,7 +19,7 @@ from barkeeper.ingest.paths import confine, inside, landed_files, move_into
 from barkeeper.quality.data_docs import run_final_checkpoint
 from barkeeper.quality.frames import prepare_bars_1m, prepare_derived, prepare_session_quality
 from barkeeper.reports.audit import (
-    DERIVED_SOURCE,
+    DERIVED_ORIGIN,
     LandedFile,
     SessionAudit,
     SessionCheck,
@@ -32,7 +32,7 @@ from models.bulk import insert_rows
 from models.engine import engine_for
 from models.repository import known_symbols, read_bars, record_ingested_file
 from models.results import write_session_results, write_validation_results
-from models.tables import Bar
+from models.tables import DEFAULT_SOURCE, Bar
 
 QUALITY_KEY = "barkeeper-audit-quality"
 SUMMARY_KEY = "barkeeper-audit-summary"
@@ -156,7 +156,8 @@ def store_session(database_url: str, run_id: str, audit: SessionAudit, check: Se
                 Bar.interval.in_(sorted(audit.derived)),
                 Bar.ts >= start,
                 Bar.ts < end,
-                Bar.source == DERIVED_SOURCE,
+                Bar.origin == DERIVED_ORIGIN,
+                Bar.source == DEFAULT_SOURCE,
             )
         )
         insert_rows(conn, Bar, derived, on_conflict="update")

@@ -33,7 +33,9 @@ def seed_repository(url: str, symbols: int, session: date = BENCH_SESSION) -> li
     init_db(engine)
     names = symbol_names(symbols)
     minutes = Calendar().session_minutes(session)
-    upsert_bars(engine, synthetic_bars(names, [minutes], illiquid_share=0.1, seed=1), "synth")
+    upsert_bars(
+        engine, synthetic_bars(names, [minutes], illiquid_share=0.1, seed=1), origin="synth"
+    )
     return names
 
 

@@ -40,6 +40,9 @@ def import_files(
         typer.Option(help="Symbol of every file (default: file name up to its first '_')."),
     ] = None,
     tz: Annotated[str, typer.Option(help="Time zone of naive timestamps (IANA name).")] = "UTC",
+    source: Annotated[
+        str, typer.Option(help="Named source the bars belong to (a vendor, a recorder).")
+    ] = "default",
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -48,11 +51,12 @@ def import_files(
     Every readable file is imported even if another cannot be read; each unreadable file
     gets one line on stderr and the exit status is then 2.
     """
-    from barkeeper.ingest.files import ingest_file, validate_symbol, validate_tz
+    from barkeeper.ingest.files import ingest_file, validate_source, validate_symbol, validate_tz
     from models.engine import engine_for
     from models.schema import init_db
 
     validate_tz(tz)
+    validate_source(source)
     if symbol is not None:
         validate_symbol(symbol)
     engine = engine_for(database_url(db))
@@ -60,7 +64,7 @@ def import_files(
     reports, errors = [], []
     for path in paths:
         try:
-            reports.append(ingest_file(engine, path, symbol=symbol, tz=tz))
+            reports.append(ingest_file(engine, path, symbol=symbol, tz=tz, source=source))
         except (InputFileError, ParameterError) as error:  # e.g. no symbol in the file name
             errors.append(str(error))
     if json_output:
@@ -149,7 +153,7 @@ def synth(
                 missing_rate=missing_rate,
                 seed=group_seed,
             )
-            counts = upsert_bars(engine, bars, source=f"synth seed={seed}")
+            counts = upsert_bars(engine, bars, origin=f"synth seed={seed}")
             stored, skipped = stored + counts.stored, skipped + counts.skipped
             progress.advance(task, len(names[i : i + batch]))
     summary = {"symbols": len(names), "sessions": len(sessions), "stored": stored,

@@ -40,11 +40,14 @@ from barkeeper.ingest.reading import (
     read_parquet,
 )
 from models.repository import record_ingested_file, upsert_bars, write_quarantine
+from models.tables import DEFAULT_SOURCE
 
 log = logging.getLogger(__name__)
 
+SOURCE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 SYMBOL_PATTERN = re.compile(r"[A-Za-z0-9^][A-Za-z0-9._^=-]{0,31}")  # from a file name
-GIVEN_SYMBOL_PATTERN = re.compile(r"[^,\x00-\x1f\x7f]{1,64}")  # --symbol (as ReplayParameters)
+GIVEN_SOURCE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+SYMBOL_PATTERN = re.compile(r"[^,\x00-\x1f\x7f]{1,64}")  # --symbol (as ReplayParameters)
 
 
 @dataclass(frozen=True)
@@ -53,6 +56,7 @@ class IngestReport:
 
     path: str
     symbol: str
+    source: str
     read: int
     stored: int
     quarantined: int
@@ -65,7 +69,11 @@ class IngestReport:
 
 
 def ingest_file(
-    engine: Engine, path: str | Path, symbol: str | None = None, tz: str = "UTC"
+    engine: Engine,
+    path: str | Path,
+    symbol: str | None = None,
+    tz: str = "UTC",
+    source: str = DEFAULT_SOURCE,
 ) -> IngestReport:
     """Import one vendor file into the repository (idempotent).
 
@@ -79,6 +87,8 @@ def ingest_file(
         The symbol of every row; default: the file name up to its first ``_``.
     tz
         IANA time zone of naive timestamps; timestamps with an offset are converted to UTC.
+    source
+        The named source the bars belong to (a vendor, a recorder).
 
     Raises
     ------
@@ -87,20 +97,24 @@ def ingest_file(
     ParameterError
         `symbol` or `tz` is invalid.
     """
+    source = validate_source(source)
     try:
         parsed = parse_file(path, symbol, tz)
     except InputFileError as error:
         resolved = str(Path(path).resolve())
-        record_ingested_file(engine, resolved, symbol or "", status="rejected", reason=str(error))
+        record_ingested_file(
+            engine, resolved, symbol or "", source=source, status="rejected", reason=str(error)
+        )
         raise
     with engine.begin() as conn:
-        counts = upsert_bars(conn, parsed.bars, source=Path(path).name)
-        write_quarantine(conn, parsed.quarantine, file=parsed.path)
+        counts = upsert_bars(conn, parsed.bars, origin=Path(path).name, source=source)
+        write_quarantine(conn, parsed.quarantine.assign(source=source), file=parsed.path)
         skipped = parsed.skipped + counts.skipped
         record_ingested_file(
             conn,
             parsed.path,
             parsed.symbol,
+            source=source,
             read=parsed.read,
             stored=counts.stored,
             quarantined=len(parsed.quarantine),
@@ -110,6 +124,7 @@ def ingest_file(
     report = IngestReport(
         path=str(path),
         symbol=parsed.symbol,
+        source=source,
         read=parsed.read,
         stored=counts.stored,
         quarantined=len(parsed.quarantine),
@@ -160,6 +175,16 @@ def validate_tz(tz: str) -> str:
             f"--tz: unknown time zone {tz!r}; use an IANA name such as UTC or America/New_York"
         ) from None
     return tz
+
+
+def validate_source(source: str) -> str:
+    """`source` if it names a source: 1-64 letters, digits, `.`, `_` or `-`, starting alnum."""
+    if not SOURCE_PATTERN.fullmatch(source):
+        raise ParameterError(
+            f"--source: {source!r} is not a source name "
+            "(1-64 letters, digits, '.', '_' or '-', starting with a letter or digit)"
+        )
+    return source
 
 
 def validate_symbol(symbol: str) -> str:

@@ -22,12 +22,13 @@ from barkeeper.live.session_records import Provenance
 from barkeeper.live.session_results import SessionState, session_gaps, session_metrics
 from barkeeper.live.upkeep import SlotState
 from barkeeper.quality.validation import SuiteResult
+from models.tables import DEFAULT_SOURCE
 
 DAY_OPEN, DAY_CLOSE = time(4, 0), time(20, 0)
 """The window of exchange-local time whose bars a session may own (as in a replay)."""
 
-DERIVED_SOURCE = "derived"
-"""`bar.source` of the bars an audit materialises."""
+DERIVED_ORIGIN = "derived"
+"""`bar.origin` of the bars an audit materialises (their `bar.source` is the audited source)."""
 
 
 @dataclass(frozen=True)
@@ -105,9 +106,9 @@ class SessionAudit:
             for n, bars in sorted(self.derived.items())
         ]
         if not frames:
-            return pd.DataFrame(columns=[*BAR_COLUMNS, "interval", "source"])
+            return pd.DataFrame(columns=[*BAR_COLUMNS, "interval", "origin", "source"])
         out = pd.concat(frames, ignore_index=True)
-        return out[[*BAR_COLUMNS, "interval"]].assign(source=DERIVED_SOURCE)
+        return out[[*BAR_COLUMNS, "interval"]].assign(origin=DERIVED_ORIGIN, source=DEFAULT_SOURCE)
 
     def derived_for_validation(self) -> pd.DataFrame:
         """The derived bars with constituent counts, as the `bars_derived` suite reads them."""
