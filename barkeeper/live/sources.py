@@ -1,0 +1,128 @@
+"""Several sources of one session's bars: which source each bar came from, and where the feed and
+a backfill source disagree (reconciliation). Pure numpy/pandas, no I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+
+from barkeeper.core.panel import PRICE_COLUMNS
+from barkeeper.live.session_records import Provenance
+
+AGREE, PRICE, VOLUME = 0, 1, 2
+KINDS = {PRICE: "price", VOLUME: "volume"}
+NO_SOURCE = -1
+"""`origin` of a slot no backfill source wrote (a feed bar, a synthetic bar or no bar)."""
+
+
+def disagreement(
+    feed: np.ndarray, backfill: np.ndarray, tolerance_bps: float, volume_tolerance: float
+) -> np.ndarray:
+    """Per bar (rows of two (n, 5) OHLCV arrays): AGREE, PRICE or VOLUME (price first).
+
+    Prices agree when every one of open, high, low and close is within `tolerance_bps` basis
+    points of the backfill source's price; volumes agree when they differ by at most
+    `volume_tolerance` times the larger of the two.
+    """
+    with np.errstate(invalid="ignore", divide="ignore"):
+        price_off = np.abs(feed[:, :4] - backfill[:, :4]) > tolerance_bps / 1e4 * np.abs(
+            backfill[:, :4]
+        )
+        volume_off = np.abs(feed[:, 4] - backfill[:, 4]) > volume_tolerance * np.maximum(
+            np.abs(feed[:, 4]), np.abs(backfill[:, 4])
+        )
+    kinds = np.where(volume_off, VOLUME, AGREE)
+    return np.where(price_off.any(axis=1), PRICE, kinds).astype(np.int8)
+
+
+@dataclass
+class Reconciliation:
+    """The disagreements found so far in a session, one per (symbol, minute) slot.
+
+    A slot compared again (its feed bar was delivered again) replaces its earlier record, so
+    the end state does not depend on when the comparison ran.
+    """
+
+    records: dict[tuple[int, int], tuple[int, int, bool, np.ndarray, np.ndarray]] = field(
+        default_factory=dict
+    )
+
+    def record(
+        self,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        kinds: np.ndarray,
+        sources: np.ndarray,
+        feed: np.ndarray,
+        backfill: np.ndarray,
+        kept_backfill: bool,
+    ) -> None:
+        """Remember the outcome of comparing the feed bars at (rows, cols)."""
+        for i, (r, c) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
+            if kinds[i] == AGREE:
+                self.records.pop((r, c), None)
+            else:
+                self.records[(r, c)] = (
+                    int(kinds[i]),
+                    int(sources[i]),
+                    kept_backfill,
+                    feed[i],
+                    backfill[i],
+                )
+
+    def counts(self, shape: tuple[int, int]) -> np.ndarray:
+        """A boolean (S, M) of the slots with a disagreement."""
+        mask = np.zeros(shape, dtype=bool)
+        if self.records:
+            rows, cols = np.array(list(self.records)).T
+            mask[rows, cols] = True
+        return mask
+
+    def frame(
+        self, symbols: tuple[str, ...], minutes: np.ndarray, feed: str, names: tuple[str, ...]
+    ) -> pd.DataFrame:
+        """The disagreements as `discrepancy` rows, ordered by symbol and minute."""
+        columns = ["symbol", "ts", "kind", "feed_source", "backfill_source", "kept"]
+        sides = [f"{s}_{n}" for s in ("feed", "backfill") for n in PRICE_COLUMNS]
+        if not self.records:
+            return pd.DataFrame(columns=[*columns, *sides])
+        keys = sorted(self.records, key=lambda k: (symbols[k[0]], k[1]))
+        values = [self.records[k] for k in keys]
+        data: dict[str, object] = {
+            "symbol": [symbols[r] for r, _ in keys],
+            "ts": minutes[[c for _, c in keys]].astype(np.int64),
+            "kind": [KINDS[v[0]] for v in values],
+            "feed_source": feed,
+            "backfill_source": [names[v[1]] for v in values],
+            "kept": ["backfill" if v[2] else "feed" for v in values],
+        }
+        bars = np.vstack([np.concatenate([v[3], v[4]]) for v in values])
+        for i, name in enumerate(sides):
+            data[name] = bars[:, i]
+        return pd.DataFrame(data)
+
+
+def slot_sources(
+    provenance: np.ndarray, origin: np.ndarray | None, feed: str, names: tuple[str, ...]
+) -> np.ndarray:
+    """The source name of every slot's bar: the feed's, a backfill source's, or "" (none,
+    synthetic)."""
+    out = np.full(provenance.shape, "", dtype=object)
+    out[provenance == Provenance.FEED] = feed
+    if origin is not None and names:
+        filled = (provenance == Provenance.BACKFILL) | (provenance == Provenance.REPAIRED)
+        known = filled & (origin != NO_SOURCE)
+        out[known] = np.asarray(names, dtype=object)[origin[known]]
+    return out
+
+
+def source_counts(sources: np.ndarray) -> list[dict[str, int]]:
+    """Per row of a slot-source array: {source name: bars}, sources without bars left out."""
+    counts = []
+    for row in sources:
+        names, n = np.unique(row[row != ""].astype(str), return_counts=True)
+        counts.append({str(k): int(v) for k, v in zip(names, n, strict=True)})
+    return counts
