@@ -53,6 +53,18 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("BARKEEPER_QUALITY_THRESHOLD", "quality_threshold"),
         description="bar_quality (%) under which a session is flagged.",
     )
+    tolerance_bps: float = Field(
+        default=5.0,
+        ge=0,
+        validation_alias=AliasChoices("BARKEEPER_TOLERANCE_BPS", "tolerance_bps"),
+        description="Basis points within which a feed and a backfill source's prices agree.",
+    )
+    volume_tolerance: float = Field(
+        default=0.10,
+        ge=0,
+        validation_alias=AliasChoices("BARKEEPER_VOLUME_TOLERANCE", "volume_tolerance"),
+        description="Share of the larger volume within which two sources' volumes agree.",
+    )
 
     data_upkeep_enabled: bool = True
     data_upkeep_check_interval_seconds: int = Field(default=60, ge=1, le=86_400)

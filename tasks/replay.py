@@ -18,6 +18,7 @@ from prefect.cache_policies import NONE
 
 from barkeeper.core.calendar import Calendar
 from barkeeper.errors import ParameterError
+from barkeeper.ingest.feed import FileFeed
 from barkeeper.live.coordinator import BacktestStreamCoordinator, parse_speed
 from barkeeper.live.faults import FaultConfig, parse_outage
 from barkeeper.live.replay import (
@@ -38,7 +39,7 @@ from barkeeper.params import ReplayParameters
 from barkeeper.quality.data_docs import run_final_checkpoint
 from barkeeper.settings import Settings, load_settings
 from models.engine import engine_for
-from models.repository import known_symbols, read_bars, read_bars_at
+from models.repository import known_symbols, read_bars, read_bars_at, write_quarantine
 from models.results import (
     create_run,
     mark_interrupted,
@@ -46,16 +47,19 @@ from models.results import (
     write_validation_results,
 )
 from models.schema import init_db
+from models.sources import source_names, write_discrepancies
+from models.tables import DEFAULT_SOURCE
 
 
 class RepositorySource:
-    """The bar repository as the upkeep's source of backfills and repairs."""
+    """A named source of the bar repository as one of the upkeep's backfill sources."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, name: str = "default") -> None:
         self.database_url = database_url
+        self.name = name
 
     def fetch(self, keys: pd.DataFrame) -> pd.DataFrame:
-        return read_bars_at(engine_for(self.database_url), keys)
+        return read_bars_at(engine_for(self.database_url), keys, source=self.name)
 
 
 def make_plan(replay: ReplayParameters, settings: Settings, run_id: str) -> ReplayPlan:
@@ -90,6 +94,12 @@ def make_plan(replay: ReplayParameters, settings: Settings, run_id: str) -> Repl
             max_retries=settings.data_upkeep_max_retries,
             auto_compute_derived=settings.data_upkeep_auto_compute_derived,
             fill_policy=replay.fill_policy,
+            reconcile=bool(replay.feed_file) or replay.feed_source not in replay.backfill,
+            prefer=replay.prefer,
+            tolerance_bps=(
+                settings.tolerance_bps if replay.tolerance_bps is None else replay.tolerance_bps
+            ),
+            volume_tolerance=settings.volume_tolerance,
         ),
         faults=FaultConfig(
             drop_rate=faults.drop_rate,
@@ -108,15 +118,30 @@ def make_plan(replay: ReplayParameters, settings: Settings, run_id: str) -> Repl
         reports_dir=str(settings.reports_dir),
         prefetch=replay.prefetch,
         handlers=tuple(replay.handlers),
+        feed=replay.feed_source,
+        feed_file=replay.feed_file or "",
+        backfill=tuple(dict.fromkeys(replay.backfill)),
     )
 
 
 def preflight(replay: ReplayParameters, settings: Settings, run_id: str = "") -> ReplayPlan:
-    """The run's plan, after checking the store knows every symbol (raises ParameterError)."""
+    """The run's plan, after checking the store knows its sources and every symbol (raises
+    ParameterError; InputFileError for a feed file that cannot be read)."""
     plan = make_plan(replay, settings, run_id)
     engine = engine_for(plan.database_url)
     init_db(engine)
-    unknown = sorted(set(plan.symbols) - set(known_symbols(engine)))
+    stored = source_names(engine)
+    named = [("backfill", name) for name in plan.backfill]
+    for option, name in named if plan.feed_file else [("feed", plan.feed), *named]:
+        if name not in stored and name != DEFAULT_SOURCE:  # an empty store: see the symbols
+            raise ParameterError(
+                f"{option}: no source {name!r} in the repository (sources: "
+                f"{', '.join(stored) or 'none'}); import with `barkeeper import PATH --source NAME`"
+            )
+    known = set(FileFeed.open(plan.feed_file).symbols if plan.feed_file else ())
+    for name in dict.fromkeys((*(() if plan.feed_file else (plan.feed,)), *plan.backfill)):
+        known.update(known_symbols(engine, name))
+    unknown = sorted(set(plan.symbols) - known)
     if unknown:
         raise ParameterError(
             f"symbols: {', '.join(unknown)} not in the repository; import them first "
@@ -135,17 +160,24 @@ def open_run(replay: ReplayParameters, run_id: str) -> ReplayPlan:
     mark_interrupted(engine)  # earlier runs whose process was killed
     create_run(engine, run_id, "replay_sessions", replay.model_dump(mode="json"))
     data = SessionData(history_sessions=plan.trailing_days)
+    feed_file = FileFeed.open(plan.feed_file) if plan.feed_file else None
     replay_state = Replay(
         plan=plan,
         data=data,
         calendar=Calendar(plan.calendar),
-        read_bars=partial(read_bars, engine),
+        read_bars=feed_file.read_bars
+        if feed_file
+        else partial(read_bars, engine, source=plan.feed),
     )
+    if feed_file is not None:  # its bad rows are quarantined and counted, as an import's are
+        quarantine = feed_file.parsed.quarantine.assign(source=plan.feed)
+        write_quarantine(engine, quarantine, file=feed_file.parsed.path)
+        replay_state.feed_file = feed_file.report()
     replay_state.coordinator = BacktestStreamCoordinator(data, plan.speed)
     attach_handlers(replay_state.coordinator, data, plan.handlers)
     replay_state.upkeep = Upkeep(
         data,
-        RepositorySource(plan.database_url),
+        [RepositorySource(plan.database_url, name) for name in plan.backfill],
         plan.upkeep,
         on_changed=replay_state.checks.changed,
         on_rejected=replay_state.checks.reject,
@@ -203,6 +235,10 @@ def capture_outcome(replay: Replay, session: date) -> None:
         slot_state=None if upkeep is None else upkeep.state.copy(),
         derived=derived,
         outside_bars=replay.current.outside_bars,
+        origin=None if upkeep is None else upkeep.origin.copy(),
+        feed=replay.plan.feed,
+        backfill=replay.plan.backfill,
+        disagreements=None if upkeep is None else upkeep.reconciliation.counts(upkeep.state.shape),
     )
     replay.outcomes[session] = SessionOutcome(
         state=state,
@@ -210,6 +246,13 @@ def capture_outcome(replay: Replay, session: date) -> None:
         gaps=session_gaps(state, replay.plan.upkeep.max_retries),
         bars=session_bars(state),
         rejected=replay.checks.rejected_frame(state.minutes.minutes),
+        discrepancies=(
+            pd.DataFrame()
+            if upkeep is None
+            else upkeep.reconciliation.frame(
+                state.panel.symbols, state.minutes.minutes, replay.plan.feed, replay.plan.backfill
+            )
+        ),
     )
     replay.coverage[session] = (state.minutes.minutes, state.provenance)
 
@@ -261,6 +304,9 @@ def persist_session(run_id: str, session: date) -> dict[str, int]:
         metrics=outcome.metrics,
         gaps=outcome.gaps,
         bars=outcome.bars,
+    )
+    write_discrepancies(
+        engine_for(replay.plan.database_url), run_id, session, outcome.discrepancies
     )
     replay.release(session)
     return {"metrics": len(outcome.metrics), "gaps": len(outcome.gaps), "bars": len(outcome.bars)}

@@ -26,6 +26,8 @@ PATTERN_HINTS = {
     "speed": "max, realtime or a multiplier like 1000x",
     "outages": "HH:MM-HH:MM in exchange time, e.g. 10:00-10:30",
     "symbols": "1-64 characters without commas",
+    "feed": "a source name: letters, digits, '.', '_' or '-'",
+    "backfill": "source names: letters, digits, '.', '_' or '-', comma-separated",
 }
 
 
@@ -147,6 +149,21 @@ def replay(
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="Replay the sessions in parallel on Dask workers.")
     ] = 1,
+    feed: Annotated[
+        str | None, typer.Option(help="Source the coordinator streams (default: default).")
+    ] = None,
+    feed_file: Annotated[
+        Path | None, typer.Option(help="CSV/Parquet file streamed as the feed, not imported.")
+    ] = None,
+    backfill: Annotated[
+        str, typer.Option(help="Sources the upkeep fills from, in order, e.g. vendor,default.")
+    ] = "default",
+    prefer: Annotated[
+        str, typer.Option(help="feed or backfill: the bar kept where the sources differ.")
+    ] = "feed",
+    tolerance_bps: Annotated[
+        float | None, typer.Option(help="Price agreement between sources, basis points.")
+    ] = None,
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -171,6 +188,11 @@ def replay(
         upkeep_enabled=upkeep,
         prefetch=prefetch,
         handlers=handler or [],
+        feed=feed,
+        feed_file=str(feed_file) if feed_file is not None else None,
+        backfill=split_symbols(backfill),
+        prefer=prefer,
+        tolerance_bps=tolerance_bps,
         faults={
             "drop_rate": drop_rate,
             "outages": outage or [],

@@ -64,6 +64,9 @@ class ReplayPlan:
     reports_dir: str = "barkeeper_reports"
     prefetch: bool = True
     handlers: tuple[str, ...] = ()
+    feed: str = "default"  # the feed's source name (a feed file's name)
+    feed_file: str = ""  # a file streamed as the feed instead of a source
+    backfill: tuple[str, ...] = ("default",)  # sources the upkeep fills from, in order
 
 
 @dataclass
@@ -88,6 +91,7 @@ class SessionOutcome:
     bars: pd.DataFrame
     rejected: pd.DataFrame
     users: int = 0
+    discrepancies: pd.DataFrame = field(default_factory=pd.DataFrame)
 
 
 @dataclass
@@ -140,6 +144,7 @@ class Replay:
     _outcomes_lock: threading.Lock = field(default_factory=threading.Lock)
     coverage: dict[date, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     on_progress: Callable[[float], None] | None = None
+    feed_file: dict[str, Any] = field(default_factory=dict)  # what a feed file held
 
     def __post_init__(self) -> None:
         for session in self.plan.sessions:
@@ -177,7 +182,7 @@ class Replay:
     # -- loading -----------------------------------------------------------------------------
 
     def load(self, session: date) -> LoadedSession:
-        """Read a session's bars from the repository and pass them through the fault injector."""
+        """Read a session's bars from the feed and pass them through the fault injector."""
         began = perf_counter()
         minutes = self.calendar.session_minutes(session, self.plan.extended_hours)
         layouts = self.layouts(minutes)

@@ -7,6 +7,7 @@ when the upkeep happened to run.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from barkeeper.core.calendar import POST, PRE, REGULAR, SessionMinutes
 from barkeeper.core.kernels import DerivedBars, bar_quality, find_gaps
 from barkeeper.core.panel import PRICE_COLUMNS, Panel
 from barkeeper.live.session_data import Provenance
+from barkeeper.live.sources import slot_sources, source_counts
 from barkeeper.live.upkeep import SlotState
 
 SEGMENT_NAMES = {REGULAR: "regular", PRE: "pre", POST: "post"}
@@ -39,12 +41,17 @@ CONTRACT_FIGURES = (
 )
 """Per-symbol figures of the JSON contract (DESIGN.md), besides `validation_success`."""
 EXTRA_FIGURES = ("no_trade_bars", "synthetic_bars", "outside_bars")
+SOURCE_FIGURES = ("sources", "feed_gaps", "discrepancies")
+"""Per-symbol figures of several sources: {source: bars}, minutes filled, disagreements."""
 
 
 def symbol_figures(row: Any) -> dict[str, Any]:
     """A metrics row (namedtuple) as plain JSON values: the contract's figures, then extras."""
-    names = (*CONTRACT_FIGURES, "validation_success", *EXTRA_FIGURES)
-    return {name: _plain(getattr(row, name, None)) for name in names}
+    names = (*CONTRACT_FIGURES, "validation_success", *EXTRA_FIGURES, *SOURCE_FIGURES)
+    figures = {name: _plain(getattr(row, name, None)) for name in names}
+    if isinstance(figures["sources"], str):
+        figures["sources"] = json.loads(figures["sources"])
+    return figures
 
 
 def _plain(value: Any) -> Any:
@@ -63,6 +70,14 @@ class SessionState:
     slot_state: np.ndarray | None
     derived: dict[int, DerivedBars]
     outside_bars: pd.Series
+    origin: np.ndarray | None = None  # index into `backfill` of each bar a source wrote
+    feed: str = "default"  # the feed's source name
+    backfill: tuple[str, ...] = ("default",)  # the backfill sources, in order
+    disagreements: np.ndarray | None = None  # bool (S, M): feed and a source disagree
+
+    def sources(self) -> np.ndarray:
+        """The source name of every slot's bar ("" for none and synthetic bars)."""
+        return slot_sources(self.provenance, self.origin, self.feed, self.backfill)
 
 
 def slot_categories(state: SessionState) -> np.ndarray:
@@ -91,6 +106,8 @@ def session_metrics(state: SessionState) -> pd.DataFrame:
     real = _real(state.provenance)
     fed = _fed(state.provenance)
     categories = slot_categories(state)
+    sources = state.sources()
+    disagreements = state.disagreements
     frames = []
     segments = np.unique(state.minutes.segment)
     for segment in segments:
@@ -115,6 +132,9 @@ def session_metrics(state: SessionState) -> pd.DataFrame:
                 "no_trade_bars": (missed & (cat == GAP_NO_TRADE)).sum(axis=1),
                 "synthetic_bars": (prov == Provenance.SYNTHETIC).sum(axis=1),
                 "outside_bars": 0,
+                "feed_gaps": (prov == Provenance.BACKFILL).sum(axis=1),
+                "discrepancies": 0 if disagreements is None else disagreements[:, cols].sum(axis=1),
+                "sources": [json.dumps(c, sort_keys=True) for c in source_counts(sources[:, cols])],
             }
         )
         if segment == REGULAR:
@@ -169,6 +189,7 @@ def session_bars(state: SessionState) -> pd.DataFrame:
             ),
             "constituents": 1,
             "expected_constituents": 1,
+            "source": state.sources()[rows, cols],
         }
     )
     frames = [one_minute]
@@ -184,6 +205,7 @@ def session_bars(state: SessionState) -> pd.DataFrame:
                     "provenance": "derived",
                     "constituents": bars.count[r, b].astype(np.int64),
                     "expected_constituents": bars.expected[b].astype(np.int64),
+                    "source": "",
                 }
             )
         )
