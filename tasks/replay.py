@@ -238,7 +238,7 @@ def capture_outcome(replay: Replay, session: date) -> None:
         origin=None if upkeep is None else upkeep.origin.copy(),
         feed=replay.plan.feed,
         backfill=replay.plan.backfill,
-        disagreements=None if upkeep is None else upkeep.reconciliation.counts(upkeep.state.shape),
+        disagreements=None if upkeep is None else upkeep.reconciliation.mask(),
     )
     replay.outcomes[session] = SessionOutcome(
         state=state,
@@ -246,14 +246,14 @@ def capture_outcome(replay: Replay, session: date) -> None:
         gaps=session_gaps(state, replay.plan.upkeep.max_retries),
         bars=session_bars(state),
         rejected=replay.checks.rejected_frame(state.minutes.minutes),
-        discrepancies=(
-            pd.DataFrame()
-            if upkeep is None
-            else upkeep.reconciliation.frame(
-                state.panel.symbols, state.minutes.minutes, replay.plan.feed, replay.plan.backfill
-            )
-        ),
     )
+    if upkeep is not None and replay.plan.upkeep.reconcile:
+        symbols, minutes, plan = state.panel.symbols, state.minutes.minutes, replay.plan
+        outcome = replay.outcomes[session]
+        outcome.discrepancies = upkeep.reconciliation.frame(
+            symbols, minutes, plan.feed, plan.backfill
+        )
+        outcome.comparisons = upkeep.reconciliation.comparisons(symbols, minutes, plan.backfill)
     replay.coverage[session] = (state.minutes.minutes, state.provenance)
 
 
@@ -271,6 +271,8 @@ def validate_session(run_id: str, session: date) -> None:
     frames = {"bars_1m": bars_1m, "session_quality": metrics.loc[metrics["segment"] == "regular"]}
     if len(derived):
         frames["bars_derived"] = derived
+    if len(outcome.comparisons):
+        frames["cross_source"] = outcome.comparisons
     docs = Path(replay.plan.reports_dir) / "data_docs"
     parameters = {"quality_threshold": replay.plan.quality_threshold}
     checkpoint = run_final_checkpoint(run_id, str(session), frames, docs, parameters=parameters)

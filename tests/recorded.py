@@ -1,4 +1,4 @@
-"""A "recorded" feed built from a bundled vendor file, the way two real sources of one symbol differ.
+"""A "recorded" feed built from a bundled vendor file, the way two real sources of a symbol differ.
 
 Deterministic (fixed windows, one seeded generator); data/sample/README.md says what it does.
 Run `python tests/recorded.py OUTDIR` to write the recorded files of the sample beside each other.

@@ -276,7 +276,7 @@ def export(
     output_format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
     db: DbOption = None,
 ) -> None:
-    """Print a run's bars of one symbol and session: timestamp, OHLCV, provenance."""
+    """Print a run's bars of one symbol and session: timestamp, OHLCV, provenance, source."""
     from barkeeper.reports.export import export_bars
     from models.engine import engine_for
     from models.schema import init_db

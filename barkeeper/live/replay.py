@@ -92,6 +92,7 @@ class SessionOutcome:
     rejected: pd.DataFrame
     users: int = 0
     discrepancies: pd.DataFrame = field(default_factory=pd.DataFrame)
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)  # the cross_source frame
 
 
 @dataclass

@@ -40,15 +40,23 @@ def disagreement(
 
 @dataclass
 class Reconciliation:
-    """The disagreements found so far in a session, one per (symbol, minute) slot.
+    """The comparisons of a session's feed bars with the backfill sources, and the
+    disagreements among them, one per (symbol, minute) slot.
 
     A slot compared again (its feed bar was delivered again) replaces its earlier record, so
     the end state does not depend on when the comparison ran.
     """
 
+    shape: tuple[int, int]
     records: dict[tuple[int, int], tuple[int, int, bool, np.ndarray, np.ndarray]] = field(
         default_factory=dict
     )
+    compared: np.ndarray = field(init=False)  # bool (S, M): feed bar compared with a source
+    compared_with: np.ndarray = field(init=False)  # int8 (S, M): the source it was compared with
+
+    def __post_init__(self) -> None:
+        self.compared = np.zeros(self.shape, dtype=bool)
+        self.compared_with = np.full(self.shape, NO_SOURCE, dtype=np.int8)
 
     def record(
         self,
@@ -61,6 +69,8 @@ class Reconciliation:
         kept_backfill: bool,
     ) -> None:
         """Remember the outcome of comparing the feed bars at (rows, cols)."""
+        self.compared[rows, cols] = True
+        self.compared_with[rows, cols] = sources
         for i, (r, c) in enumerate(zip(rows.tolist(), cols.tolist(), strict=True)):
             if kinds[i] == AGREE:
                 self.records.pop((r, c), None)
@@ -73,9 +83,9 @@ class Reconciliation:
                     backfill[i],
                 )
 
-    def counts(self, shape: tuple[int, int]) -> np.ndarray:
+    def mask(self) -> np.ndarray:
         """A boolean (S, M) of the slots with a disagreement."""
-        mask = np.zeros(shape, dtype=bool)
+        mask = np.zeros(self.shape, dtype=bool)
         if self.records:
             rows, cols = np.array(list(self.records)).T
             mask[rows, cols] = True
@@ -103,6 +113,29 @@ class Reconciliation:
         for i, name in enumerate(sides):
             data[name] = bars[:, i]
         return pd.DataFrame(data)
+
+    def comparisons(
+        self, symbols: tuple[str, ...], minutes: np.ndarray, names: tuple[str, ...]
+    ) -> pd.DataFrame:
+        """The `cross_source` suite's frame: one row per compared minute (symbol, ts, source,
+        comparison), `comparison` being "agree" or "SYMBOL YYYY-MM-DD HH:MM UTC class
+        (source)", so Data Docs list each disagreeing minute."""
+        rows, cols = np.nonzero(self.compared)
+        frame = pd.DataFrame(
+            {
+                "symbol": np.asarray(symbols, dtype=object)[rows],
+                "ts": minutes[cols].astype(np.int64),
+                "source": np.asarray(names, dtype=object)[self.compared_with[rows, cols]],
+                "comparison": "agree",
+            }
+        )
+        for (r, c), (kind, source, *_) in self.records.items():
+            at = np.flatnonzero((rows == r) & (cols == c))
+            stamp = pd.Timestamp(int(minutes[c]), unit="s").strftime("%Y-%m-%d %H:%M")
+            frame.loc[at, "comparison"] = (
+                f"{symbols[r]} {stamp} UTC {KINDS[kind]} ({names[source]})"
+            )
+        return frame
 
 
 def slot_sources(

@@ -122,7 +122,7 @@ class Upkeep:
         self.unrepaired = np.zeros(shape, dtype=bool)  # bad bars whose repair read failed
         self.origin = np.full(shape, NO_SOURCE, dtype=np.int8)  # source of each bar written
         self.reconciled = np.zeros(shape, dtype=bool)  # feed bars compared with the sources
-        self.reconciliation = Reconciliation()
+        self.reconciliation = Reconciliation(shape)
         self.resync = False  # a failed cycle may have consumed changes: recheck everything
         self.stats = UpkeepStats()
 

@@ -12,7 +12,7 @@ from barkeeper.errors import ParameterError
 from models.results import resolve_run
 from models.tables import RunBar
 
-EXPORT_COLUMNS = ("timestamp", *PRICE_COLUMNS, "provenance")
+EXPORT_COLUMNS = ("timestamp", *PRICE_COLUMNS, "provenance", "source")
 
 
 def export_bars(
@@ -29,6 +29,7 @@ def export_bars(
             RunBar.close,
             RunBar.volume,
             RunBar.provenance,
+            RunBar.source,
         )
         .where(
             RunBar.run_id == run.id,
@@ -40,7 +41,7 @@ def export_bars(
     )
     with engine.connect() as conn:
         frame = pd.DataFrame(
-            conn.execute(query).all(), columns=["ts", *PRICE_COLUMNS, "provenance"]
+            conn.execute(query).all(), columns=["ts", *PRICE_COLUMNS, "provenance", "source"]
         )
     if frame.empty:
         raise ParameterError(
