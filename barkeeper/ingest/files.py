@@ -55,7 +55,6 @@ class IngestReport:
 
     path: str
     symbol: str
-    source: str
     read: int
     stored: int
     quarantined: int
@@ -123,7 +122,6 @@ def ingest_file(
     report = IngestReport(
         path=str(path),
         symbol=parsed.symbol,
-        source=source,
         read=parsed.read,
         stored=counts.stored,
         quarantined=len(parsed.quarantine),

@@ -9,6 +9,9 @@ Create Date: 2026-12-04 19:20:00
 `default` see exactly what they saw before. Quarantine and import records, run bars and
 session metrics say which source they concern; `discrepancy` holds each minute where the feed
 and a backfill source disagree. Data is kept on SQLite (batch mode) and PostgreSQL.
+
+A store adopted from before migrations (tables made by `create_all` from newer tables) may
+already have the new shape: only what is missing is added.
 """
 
 from __future__ import annotations
@@ -31,8 +34,39 @@ def _source_column() -> sa.Column:
     return sa.Column("source", sa.String(length=64), nullable=False, server_default=DEFAULT)
 
 
+def _add_missing(table: str, columns: list[sa.Column]) -> None:
+    present = {c["name"] for c in sa.inspect(op.get_bind()).get_columns(table)}
+    missing = [c for c in columns if c.name not in present]
+    if missing:
+        with op.batch_alter_table(table) as batch:
+            for column in missing:
+                batch.add_column(column)
+
+
 def upgrade() -> None:
     bind = op.get_bind()
+    inspector = sa.inspect(bind)
+    if "origin" not in {c["name"] for c in inspector.get_columns("bar")}:
+        _move_bars_to_default(bind)
+    for table in ("quarantine", "ingested_file"):
+        _add_missing(table, [_source_column()])
+    _add_missing(
+        "run_bar", [sa.Column("source", sa.String(length=64), nullable=False, server_default="")]
+    )
+    _add_missing(
+        "session_metric",
+        [
+            sa.Column("feed_gaps", sa.Integer(), nullable=False, server_default="0"),
+            sa.Column("discrepancies", sa.Integer(), nullable=False, server_default="0"),
+            sa.Column("sources", sa.Text(), nullable=False, server_default="{}"),
+        ],
+    )
+    if "discrepancy" not in inspector.get_table_names():
+        _create_discrepancy()
+
+
+def _move_bars_to_default(bind: sa.Connection) -> None:
+    """`source` (the file) moves to `origin`; every bar belongs to `default`; the key widens."""
     with op.batch_alter_table("bar") as batch:
         batch.add_column(
             sa.Column("origin", sa.String(length=255), nullable=False, server_default="")
@@ -51,19 +85,9 @@ def upgrade() -> None:
         op.drop_constraint("bar_pkey", "bar", type_="primary")
         op.alter_column("bar", "source", type_=sa.String(length=64), existing_nullable=False)
         op.create_primary_key("bar_pkey", "bar", BAR_KEY)
-    for table in ("quarantine", "ingested_file"):
-        with op.batch_alter_table(table) as batch:
-            batch.add_column(_source_column())
-    with op.batch_alter_table("run_bar") as batch:
-        batch.add_column(
-            sa.Column("source", sa.String(length=64), nullable=False, server_default="")
-        )
-    with op.batch_alter_table("session_metric") as batch:
-        batch.add_column(sa.Column("feed_gaps", sa.Integer(), nullable=False, server_default="0"))
-        batch.add_column(
-            sa.Column("discrepancies", sa.Integer(), nullable=False, server_default="0")
-        )
-        batch.add_column(sa.Column("sources", sa.Text(), nullable=False, server_default="{}"))
+
+
+def _create_discrepancy() -> None:
     op.create_table(
         "discrepancy",
         sa.Column("id", sa.Integer(), nullable=False),
