@@ -248,6 +248,11 @@ class AuditParameters(BaseModel):
     )
     quality_threshold: QualityThreshold = None
     calendar: CalendarName = None
+    source: SourceName = Field(
+        DEFAULT_SOURCE,
+        title="Source",
+        description="Named source audited; its derived bars are materialised into it.",
+    )
 
     @model_validator(mode="after")
     def _end_not_before_start(self) -> AuditParameters:

@@ -93,22 +93,29 @@ def _reject(path: Path, folder: Path, reason: str) -> LandedFile:
 
 
 @task(cache_policy=NO_CACHE)
-def resolve_symbols(database_url: str, symbols: list[str]) -> list[str]:
-    """The symbols to audit: those asked for, else every symbol the repository holds."""
+def resolve_symbols(
+    database_url: str, symbols: list[str], source: str = DEFAULT_SOURCE
+) -> list[str]:
+    """The symbols to audit: those asked for, else every symbol the source holds."""
     if symbols:
         return list(symbols)
-    return sorted(known_symbols(engine_for(database_url)))
+    return sorted(known_symbols(engine_for(database_url), source))
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5])
 def audit_repository_session(
-    database_url: str, calendar: str, session: date, symbols: list[str], intervals: list[int]
+    database_url: str,
+    calendar: str,
+    session: date,
+    symbols: list[str],
+    intervals: list[int],
+    source: str = DEFAULT_SOURCE,
 ) -> SessionAudit:
-    """Read one session's repository bars and audit them against the calendar."""
+    """Read one session's bars of a source and audit them against the calendar."""
     cal = Calendar(calendar)
     minutes = cal.session_minutes(session)
-    bars = read_bars(engine_for(database_url), symbols, *day_window(cal, session))
-    return audit_session(minutes, symbols, bars, intervals)
+    bars = read_bars(engine_for(database_url), symbols, *day_window(cal, session), source=source)
+    return audit_session(minutes, symbols, bars, intervals, source)
 
 
 @task(cache_policy=NO_CACHE)
@@ -133,7 +140,13 @@ def check_session(
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5])
-def store_session(database_url: str, run_id: str, audit: SessionAudit, check: SessionCheck) -> int:
+def store_session(
+    database_url: str,
+    run_id: str,
+    audit: SessionAudit,
+    check: SessionCheck,
+    source: str = DEFAULT_SOURCE,
+) -> int:
     """Write the session's figures and validation results; materialise its derived bars.
 
     Returns the number of derived bars now in the repository for the session.
@@ -144,7 +157,7 @@ def store_session(database_url: str, run_id: str, audit: SessionAudit, check: Se
         engine, run_id, audit.session, metrics=metrics, gaps=audit.gaps, bars=pd.DataFrame()
     )
     write_validation_results(engine, check.records(run_id))
-    derived = audit.derived_bars()
+    derived = audit.derived_bars().assign(source=source)
     start, end = int(audit.minutes.minutes[0]), audit.minutes.close_ts
     symbols = list(audit.panel.symbols)
     # Replace the session's derived bars in one transaction: re-running gives the same rows,
@@ -157,7 +170,7 @@ def store_session(database_url: str, run_id: str, audit: SessionAudit, check: Se
                 Bar.ts >= start,
                 Bar.ts < end,
                 Bar.origin == DERIVED_ORIGIN,
-                Bar.source == DEFAULT_SOURCE,
+                Bar.source == source,
             )
         )
         insert_rows(conn, Bar, derived, on_conflict="update")

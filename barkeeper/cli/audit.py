@@ -24,13 +24,16 @@ from barkeeper.params import AuditParameters, split_symbols
 from barkeeper.settings import load_settings, temporary_environment
 
 
-def audit_parameters(start: str | None, end: str | None, symbols: str | None) -> AuditParameters:
+def audit_parameters(
+    start: str | None, end: str | None, symbols: str | None, source: str = "default"
+) -> AuditParameters:
     """Parse the command line's text into the flow's parameters; one readable error if invalid."""
     try:
         params = AuditParameters(
             start=start,
             end=end,
             symbols=split_symbols(symbols) if symbols is not None else [],
+            source=source,
         )
     except ValidationError as error:
         first = error.errors()[0]
@@ -52,13 +55,14 @@ def run_audit(
     end: str | None,
     symbols: str | None,
     landing: str | None,
+    source: str = "default",
 ) -> dict[str, Any]:
     """Run `nightly_audit` in this process against `database_url`; return its JSON document."""
     from flows.audit import nightly_audit
     from models.engine import engine_for
     from models.schema import init_db
 
-    params = audit_parameters(start, end, symbols)
+    params = audit_parameters(start, end, symbols, source)
     env = {"BARKEEPER_DATABASE_URL": database_url}
     if landing is not None:
         folder = Path(landing)
@@ -112,9 +116,10 @@ def audit(
         str | None,
         typer.Option(help="Landing folder to ingest first (default: $BARKEEPER_LANDING_DIR)."),
     ] = None,
+    source: Annotated[str, typer.Option(help="Named source to audit.")] = "default",
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Ingest the landing folder and audit sessions of the store against the calendar."""
-    document = run_audit(database_url(db), start, end, symbols, landing)
+    document = run_audit(database_url(db), start, end, symbols, landing, source)
     render_audit(document, json_output)

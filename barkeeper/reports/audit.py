@@ -139,8 +139,9 @@ def audit_session(
     symbols: Sequence[str],
     bars: pd.DataFrame,
     intervals: Sequence[int],
+    source: str = DEFAULT_SOURCE,
 ) -> SessionAudit:
-    """Audit one session's repository bars against its calendar minutes.
+    """Audit one session's repository bars (of one source) against its calendar minutes.
 
     Parameters
     ----------
@@ -153,6 +154,8 @@ def audit_session(
         expected minutes count as `outside_bars`.
     intervals
         Derived bar sizes in minutes.
+    source
+        The source the bars belong to (named in the figures' `sources`).
 
     Notes
     -----
@@ -174,6 +177,7 @@ def audit_session(
         slot_state=slot_state,
         derived=derived,
         outside_bars=outside.groupby("symbol").size(),
+        feed=source,
     )
     return SessionAudit(
         minutes=minutes,

@@ -20,7 +20,7 @@ from recorded import write_recorded
 
 from barkeeper.core.panel import PRICE_COLUMNS, utc_to_ts
 from barkeeper.ingest.files import ingest_file
-from barkeeper.params import ReplayParameters
+from barkeeper.params import AuditParameters, ReplayParameters
 from barkeeper.reports.export import export_bars
 from models.engine import engine_for
 from models.sources import read_discrepancies
@@ -45,6 +45,8 @@ def two_sources(
         ingest_file(engine, recorded[symbol], source="recorded")
     monkeypatch.setenv("BARKEEPER_DATABASE_URL", db_url)
     monkeypatch.setenv("BARKEEPER_REPORTS_DIR", str(tmp_path / "reports"))
+    (tmp_path / "landing").mkdir()
+    monkeypatch.setenv("BARKEEPER_LANDING_DIR", str(tmp_path / "landing"))
     yield db_url, vendor, recorded
 
 
@@ -174,3 +176,21 @@ def test_feed_file_equals_importing_it_as_a_source(harness, two_sources, tmp_pat
         got_b = exported(url, imported["run_id"], "MSFT", session)
         got_a["source"] = got_a["source"].replace(path.name, "feedfile")
         pd.testing.assert_frame_equal(got_a, got_b)
+
+
+def test_audit_of_a_source_materialises_into_that_source(harness, two_sources) -> None:
+    from sqlalchemy import select
+
+    from flows.audit import nightly_audit
+    from models.tables import Bar
+
+    url, _, recorded_files = two_sources
+    params = AuditParameters(start=SESSIONS[1], symbols=["MSFT"], source="recorded", derived=[15])
+    document = nightly_audit(audit=params)
+    figures = document["sessions"][0]["symbols"]["MSFT"]
+    recorded = read_file(recorded_files["MSFT"], "MSFT", SESSIONS[1])
+    assert figures["sources"] == {"recorded": len(recorded)}
+    assert figures["no_trade_bars"] == 390 - len(recorded)  # the vendor's bars are not asked
+    with engine_for(url).connect() as conn:
+        rows = conn.execute(select(Bar.source, Bar.origin).where(Bar.interval == 15)).all()
+    assert rows and set(rows) == {("recorded", "derived")}
