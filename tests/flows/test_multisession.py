@@ -129,7 +129,7 @@ def store(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     engine = engine_for(url)
     init_db(engine)
     for symbol, name in FILES.items():
-        upsert_bars(engine, read_real(real_dir / name, symbol), source=name)
+        upsert_bars(engine, read_real(real_dir / name, symbol), origin=name)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BARKEEPER_DATABASE_URL", url)
         patch.setenv("BARKEEPER_REPORTS_DIR", str(tmp / "reports"))
