@@ -18,7 +18,7 @@ from barkeeper.core.calendar import POST, PRE, REGULAR, SessionMinutes
 from barkeeper.core.kernels import DerivedBars, bar_quality, find_gaps
 from barkeeper.core.panel import PRICE_COLUMNS, Panel
 from barkeeper.live.session_data import Provenance
-from barkeeper.live.sources import slot_sources, source_counts
+from barkeeper.live.sources import slot_source_codes, source_counts
 from barkeeper.live.upkeep import SlotState
 
 SEGMENT_NAMES = {REGULAR: "regular", PRE: "pre", POST: "post"}
@@ -75,9 +75,14 @@ class SessionState:
     backfill: tuple[str, ...] = ("default",)  # the backfill sources, in order
     disagreements: np.ndarray | None = None  # bool (S, M): feed and a source disagree
 
-    def sources(self) -> np.ndarray:
-        """The source name of every slot's bar ("" for none and synthetic bars)."""
-        return slot_sources(self.provenance, self.origin, self.feed, self.backfill)
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        """Names by source code: the feed's, then the backfill sources' (see source_codes)."""
+        return (self.feed, *self.backfill)
+
+    def source_codes(self) -> np.ndarray:
+        """Per slot: 0 the feed's bar, 1 + i backfill source i's, -1 none or synthetic."""
+        return slot_source_codes(self.provenance, self.origin)
 
 
 def slot_categories(state: SessionState) -> np.ndarray:
@@ -106,7 +111,7 @@ def session_metrics(state: SessionState) -> pd.DataFrame:
     real = _real(state.provenance)
     fed = _fed(state.provenance)
     categories = slot_categories(state)
-    sources = state.sources()
+    codes = state.source_codes()
     disagreements = state.disagreements
     frames = []
     segments = np.unique(state.minutes.segment)
@@ -134,7 +139,7 @@ def session_metrics(state: SessionState) -> pd.DataFrame:
                 "outside_bars": 0,
                 "feed_gaps": (prov == Provenance.BACKFILL).sum(axis=1),
                 "discrepancies": 0 if disagreements is None else disagreements[:, cols].sum(axis=1),
-                "sources": [json.dumps(c, sort_keys=True) for c in source_counts(sources[:, cols])],
+                "sources": source_counts(codes[:, cols], state.source_names),
             }
         )
         if segment == REGULAR:
@@ -189,7 +194,10 @@ def session_bars(state: SessionState) -> pd.DataFrame:
             ),
             "constituents": 1,
             "expected_constituents": 1,
-            "source": state.sources()[rows, cols],
+            # code -1 (NO_SOURCE) picks the trailing "": synthetic bars have no source
+            "source": np.asarray([*state.source_names, ""], dtype=object)[
+                state.source_codes()[rows, cols]
+            ],
         }
     )
     frames = [one_minute]

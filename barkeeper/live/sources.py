@@ -4,6 +4,7 @@ a backfill source disagree (reconciliation). Pure numpy/pandas, no I/O.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -138,24 +139,24 @@ class Reconciliation:
         return frame
 
 
-def slot_sources(
-    provenance: np.ndarray, origin: np.ndarray | None, feed: str, names: tuple[str, ...]
-) -> np.ndarray:
-    """The source name of every slot's bar: the feed's, a backfill source's, or "" (none,
-    synthetic)."""
-    out = np.full(provenance.shape, "", dtype=object)
-    out[provenance == Provenance.FEED] = feed
-    if origin is not None and names:
+def slot_source_codes(provenance: np.ndarray, origin: np.ndarray | None) -> np.ndarray:
+    """Per slot, whose bar it holds: 0 the feed, 1 + i backfill source i, NO_SOURCE for no bar
+    or a synthetic one (int8, the shape of `provenance`)."""
+    codes = np.full(provenance.shape, NO_SOURCE, dtype=np.int8)
+    codes[provenance == Provenance.FEED] = 0
+    if origin is not None:
         filled = (provenance == Provenance.BACKFILL) | (provenance == Provenance.REPAIRED)
         known = filled & (origin != NO_SOURCE)
-        out[known] = np.asarray(names, dtype=object)[origin[known]]
-    return out
+        codes[known] = origin[known] + 1
+    return codes
 
 
-def source_counts(sources: np.ndarray) -> list[dict[str, int]]:
-    """Per row of a slot-source array: {source name: bars}, sources without bars left out."""
-    counts = []
-    for row in sources:
-        names, n = np.unique(row[row != ""].astype(str), return_counts=True)
-        counts.append({str(k): int(v) for k, v in zip(names, n, strict=True)})
-    return counts
+def source_counts(codes: np.ndarray, names: tuple[str, ...]) -> list[str]:
+    """Per row of `slot_source_codes` (names: the feed's, then the backfill sources'): the JSON
+    text of {source name: bars}, sources without bars left out."""
+    counts = np.stack([(codes == k).sum(axis=1) for k in range(len(names))], axis=1)
+    merged: list[dict[str, int]] = [{} for _ in range(len(codes))]
+    for k, name in enumerate(names):  # a source named twice (feed and backfill) adds up
+        for row in np.flatnonzero(counts[:, k]):
+            merged[row][name] = merged[row].get(name, 0) + int(counts[row, k])
+    return [json.dumps(m, sort_keys=True) for m in merged]
