@@ -14,6 +14,7 @@ OUTAGE_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$
 HANDLER_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
 SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
 DEFAULT_SOURCE = "default"
+"""The source of bars imported without `--source`, and the one every reader reads by default."""
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 

@@ -11,8 +11,7 @@ from datetime import UTC, date, datetime
 from sqlalchemy import BigInteger, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
-DEFAULT_SOURCE = "default"
-"""The source of bars imported without `--source`, and the one every reader reads by default."""
+from barkeeper.params import DEFAULT_SOURCE  # re-exported: the store's default source
 
 
 def utcnow() -> datetime:

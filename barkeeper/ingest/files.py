@@ -39,12 +39,12 @@ from barkeeper.ingest.reading import (
     read_csv,
     read_parquet,
 )
+from barkeeper.params import DEFAULT_SOURCE, SOURCE_PATTERN
 from models.repository import record_ingested_file, upsert_bars, write_quarantine
-from models.tables import DEFAULT_SOURCE
 
 log = logging.getLogger(__name__)
 
-SOURCE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
+SOURCE_NAME = re.compile(SOURCE_PATTERN)
 SYMBOL_PATTERN = re.compile(r"[A-Za-z0-9^][A-Za-z0-9._^=-]{0,31}")  # from a file name
 GIVEN_SYMBOL_PATTERN = re.compile(r"[^,\x00-\x1f\x7f]{1,64}")  # --symbol (as ReplayParameters)
 
@@ -176,7 +176,7 @@ def validate_tz(tz: str) -> str:
 
 def validate_source(source: str) -> str:
     """`source` if it names a source: 1-64 letters, digits, `.`, `_` or `-`, starting alnum."""
-    if not SOURCE_PATTERN.fullmatch(source):
+    if not SOURCE_NAME.fullmatch(source):
         raise ParameterError(
             f"--source: {source!r} is not a source name "
             "(1-64 letters, digits, '.', '_' or '-', starting with a letter or digit)"
