@@ -79,7 +79,7 @@ def exported(url: str, run_id: str, symbol: str, session: date) -> pd.DataFrame:
 
 def disagreements(vendor: pd.DataFrame, recorded: pd.DataFrame) -> pd.Series:
     """Class per minute both files have and where they disagree: price first, then volume."""
-    both = recorded.join(vendor, lsuffix="_rec", rsuffix="_ven", how="inner")
+    both = recorded.join(vendor, suffixes=("_rec", "_ven"), how="inner")
     price_off = pd.Series(False, index=both.index)
     for column in ("open", "high", "low", "close"):
         rec, ven = both[f"{column}_rec"], both[f"{column}_ven"]
