@@ -18,7 +18,7 @@ from barkeeper.core.calendar import POST, PRE, REGULAR, SessionMinutes
 from barkeeper.core.kernels import DerivedBars, bar_quality, find_gaps
 from barkeeper.core.panel import PRICE_COLUMNS, Panel
 from barkeeper.live.session_data import Provenance
-from barkeeper.live.sources import slot_source_codes, source_counts
+from barkeeper.live.sources import NO_SOURCE, slot_source_codes, source_counts
 from barkeeper.live.upkeep import SlotState
 
 SEGMENT_NAMES = {REGULAR: "regular", PRE: "pre", POST: "post"}
@@ -194,10 +194,9 @@ def session_bars(state: SessionState) -> pd.DataFrame:
             ),
             "constituents": 1,
             "expected_constituents": 1,
-            # code -1 (NO_SOURCE) picks the trailing "": synthetic bars have no source
-            "source": np.asarray([*state.source_names, ""], dtype=object)[
-                state.source_codes()[rows, cols]
-            ],
+            "source": pd.Series(state.source_codes()[rows, cols]).map(
+                {NO_SOURCE: "", **dict(enumerate(state.source_names))}
+            ),
         }
     )
     frames = [one_minute]
