@@ -71,6 +71,9 @@ class ReplayPlan:
     reports_url: str | None = None
     prefetch: bool = True
     handlers: tuple[str, ...] = ()
+    feed: str = "default"  # the feed's source name (a feed file's name)
+    feed_file: str = ""  # a file streamed as the feed instead of a source
+    backfill: tuple[str, ...] = ("default",)  # sources the upkeep fills from, in order
 
 
 @dataclass
@@ -95,6 +98,8 @@ class SessionOutcome:
     bars: pd.DataFrame
     rejected: pd.DataFrame
     users: int = 0
+    discrepancies: pd.DataFrame = field(default_factory=pd.DataFrame)
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)  # the cross_source frame
 
 
 @dataclass
@@ -152,6 +157,7 @@ class Replay:
     on_progress: Callable[[float], None] | None = None
     final: FinalChecks | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
+    feed_file: dict[str, Any] = field(default_factory=dict)  # what a feed file held
 
     def __post_init__(self) -> None:
         for session in self.plan.sessions:
@@ -199,13 +205,14 @@ class Replay:
     # -- loading -----------------------------------------------------------------------------
 
     def load(self, session: date) -> LoadedSession:
-        """Read a session's bars from the repository and pass them through the fault injector."""
+        """Read a session's bars from the feed and pass them through the fault injector."""
         began = perf_counter()
         minutes = self.calendar.session_minutes(session, self.plan.extended_hours)
         layouts = self.layouts(minutes)
         window = self.day_window(session)
         bars = self.read_bars(self.plan.symbols, *window)
-        self.sources[session] = source_slice(bars, minutes, self.plan.symbols, window)
+        base = "" if self.plan.feed_file else self.plan.feed  # a feed file: no repository base
+        self.sources[session] = source_slice(bars, minutes, self.plan.symbols, window, base)
         inside = np.isin(bars["ts"].to_numpy(), minutes.minutes)
         outside = bars.loc[~inside].groupby("symbol").size()
         faulted = inject(bars.loc[inside].reset_index(drop=True), self.plan.faults)

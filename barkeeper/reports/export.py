@@ -12,7 +12,7 @@ from barkeeper.errors import ParameterError
 from barkeeper.reports.rebuild import session_series
 from models.results import resolve_run
 
-EXPORT_COLUMNS = ("timestamp", *PRICE_COLUMNS, "provenance")
+EXPORT_COLUMNS = ("timestamp", *PRICE_COLUMNS, "provenance", "source")
 
 
 def export_bars(
