@@ -20,12 +20,12 @@ from prefect.cache_policies import NONE
 from barkeeper.core.calendar import Calendar
 from barkeeper.ingest.feed import FileFeed
 from barkeeper.live.coordinator import BacktestStreamCoordinator
+from barkeeper.live.handlers import attach_handlers
 from barkeeper.live.replay import (
     LoadedSession,
     Replay,
     ReplayPlan,
     SessionOutcome,
-    attach_handlers,
     live,
     register,
 )

@@ -15,7 +15,8 @@ from barkeeper.errors import ParameterError, StoreError
 from barkeeper.ingest.feed import FileFeed
 from barkeeper.live.coordinator import parse_speed
 from barkeeper.live.faults import FaultConfig, parse_outage
-from barkeeper.live.replay import ReplayPlan, handler_factory
+from barkeeper.live.handlers import handler_factory
+from barkeeper.live.replay import ReplayPlan
 from barkeeper.live.upkeep import UpkeepConfig
 from barkeeper.params import ReplayParameters
 from barkeeper.reports.folders import writable_folder
