@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import PurePath
 from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -11,6 +12,9 @@ SYMBOL_PATTERN = r"^[^,\x00-\x1f]{1,64}$"
 SPEED_PATTERN = r"^(max|realtime|[0-9]+(\.[0-9]+)?x)$"
 OUTAGE_PATTERN = r"^([01][0-9]|2[0-3]):[0-5][0-9]-([01][0-9]|2[0-3]):[0-5][0-9]$"
 HANDLER_PATTERN = r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$"
+SOURCE_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$"
+DEFAULT_SOURCE = "default"
+"""The source of bars imported without `--source`, and the one every reader reads by default."""
 
 Rate = Annotated[float, Field(ge=0.0, le=1.0)]
 
@@ -42,6 +46,7 @@ QualityThreshold = Annotated[
 CalendarName = Annotated[
     str | None, Field(title="Calendar", description="exchange_calendars name (default XNYS).")
 ]
+SourceName = Annotated[str, Field(pattern=SOURCE_PATTERN)]
 SymbolList = Annotated[
     list[Annotated[str, Field(pattern=SYMBOL_PATTERN)]], AfterValidator(clean_symbols)
 ]
@@ -145,6 +150,37 @@ class ReplayParameters(BaseModel):
         description="Read the next session's bars while the current one replays "
         "(off: read them at the roll).",
     )
+    feed: SourceName | None = Field(
+        None,
+        title="Feed source",
+        description="Named source the coordinator streams (default: default).",
+    )
+    feed_file: str | None = Field(
+        None,
+        title="Feed file",
+        description="A CSV or Parquet file streamed as the feed without importing it "
+        "(instead of a feed source); its bad rows are counted in the run.",
+    )
+    backfill: list[SourceName] = Field(
+        default_factory=lambda: [DEFAULT_SOURCE],
+        min_length=1,
+        title="Backfill sources",
+        description="Named sources the upkeep fills and repairs from, in order.",
+    )
+    prefer: Literal["feed", "backfill"] = Field(
+        "feed",
+        title="Prefer",
+        description="Which bar is kept where the feed and a backfill source differ "
+        "(feed: what a strategy saw live).",
+    )
+    tolerance_bps: float | None = Field(
+        None,
+        ge=0,
+        le=10_000,
+        title="Price tolerance (bps)",
+        description="Basis points within which two sources' prices agree "
+        "(default BARKEEPER_TOLERANCE_BPS, 5).",
+    )
     handlers: list[Annotated[str, Field(pattern=HANDLER_PATTERN)]] = Field(
         default_factory=list,
         title="Bar handlers",
@@ -155,11 +191,22 @@ class ReplayParameters(BaseModel):
     @model_validator(mode="after")
     def _end_not_before_start(self) -> ReplayParameters:
         check_order(self.start, self.end)
+        if self.feed is not None and self.feed_file:
+            raise ValueError("give a feed source or a feed file, not both")
+        if self.feed_file is not None and not self.feed_file.strip():
+            raise ValueError("feed_file must not be blank")
         return self
 
     @property
     def last(self) -> date:
         return self.end or self.start
+
+    @property
+    def feed_source(self) -> str:
+        """The feed's source name (a feed file's name when a file is streamed)."""
+        if self.feed_file:
+            return PurePath(self.feed_file).name[:255]
+        return self.feed or DEFAULT_SOURCE
 
 
 def split_symbols(text: str) -> list[str]:
@@ -204,6 +251,11 @@ class AuditParameters(BaseModel):
     )
     quality_threshold: QualityThreshold = None
     calendar: CalendarName = None
+    source: SourceName = Field(
+        DEFAULT_SOURCE,
+        title="Source",
+        description="Named source audited; its derived bars are materialised into it.",
+    )
 
     @model_validator(mode="after")
     def _end_not_before_start(self) -> AuditParameters:

@@ -102,6 +102,18 @@ class Settings(BaseSettings):
         description="After persisting a session, rebuild its series from the store and check "
         "that it equals the in-memory full copy (for tests; costs a repository read).",
     )
+    tolerance_bps: float = Field(
+        default=5.0,
+        ge=0,
+        validation_alias=AliasChoices("BARKEEPER_TOLERANCE_BPS", "tolerance_bps"),
+        description="Basis points within which a feed and a backfill source's prices agree.",
+    )
+    volume_tolerance: float = Field(
+        default=0.10,
+        ge=0,
+        validation_alias=AliasChoices("BARKEEPER_VOLUME_TOLERANCE", "volume_tolerance"),
+        description="Share of the larger volume within which two sources' volumes agree.",
+    )
 
     data_upkeep_enabled: bool = True
     data_upkeep_check_interval_seconds: int = Field(default=60, ge=1, le=86_400)

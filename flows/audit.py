@@ -60,17 +60,19 @@ def nightly_audit(audit: AuditParameters = DEFAULT_AUDIT) -> dict[str, Any]:
             list(settings.landing_patterns),
             settings.landing_settle_seconds,
         )
-        symbols = resolve_symbols(url, audit.symbols)
+        symbols = resolve_symbols(url, audit.symbols, audit.source)
         if not symbols:
             raise ParameterError("symbols: the store holds no bars yet; import or land some first")
         logger.info("auditing %d symbols over %s", len(symbols), [str(s) for s in sessions])
         audits, checks = [], []
         for session in sessions:
-            result = audit_repository_session(url, calendar.name, session, symbols, intervals)
+            result = audit_repository_session(
+                url, calendar.name, session, symbols, intervals, audit.source
+            )
             check = check_session(
                 run_id, result, str(reports / "data_docs"), settings.quality_threshold
             )
-            store_session(url, run_id, result, check)
+            store_session(url, run_id, result, check, audit.source)
             audits.append(result)
             checks.append(check)
         publish_audit_artifacts(

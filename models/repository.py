@@ -24,10 +24,10 @@ from sqlalchemy import Connection, Engine, delete, func, select
 
 from barkeeper.core.panel import BAR_COLUMNS, PRICE_COLUMNS
 from models.bulk import insert_rows, transaction
-from models.tables import Bar, IngestedFile, Quarantine
+from models.tables import DEFAULT_SOURCE, Bar, IngestedFile, Quarantine
 
 BAR_INTERVAL = 1
-QUARANTINE_COLUMNS = ("file", "line", "raw", "reason", "symbol")
+QUARANTINE_COLUMNS = ("file", "line", "raw", "reason", "symbol", "source")
 SQLITE_KEYS_PER_QUERY = 10_000  # (symbol, ts) pairs per lookup, at most
 BAR_SELECT = ", ".join(BAR_COLUMNS)
 _BAR_SCHEMA = pa.schema(
@@ -46,12 +46,15 @@ class UpsertCounts:
     skipped: int
 
 
-def upsert_bars(bind: Bind, bars: pd.DataFrame, source: str) -> UpsertCounts:
-    """Insert or correct 1-minute bars, keyed on symbol + interval 1 + ts.
+def upsert_bars(
+    bind: Bind, bars: pd.DataFrame, origin: str, source: str = DEFAULT_SOURCE
+) -> UpsertCounts:
+    """Insert or correct 1-minute bars of `source`, keyed on symbol + interval 1 + ts + source.
 
     A row identical (OHLCV) to the stored bar is skipped, so re-importing a file changes
     nothing; a row that differs replaces the stored bar (a vendor correction) and counts as
-    stored. Within `bars` a key must appear once (the later row wins otherwise).
+    stored. Within `bars` a key must appear once (the later row wins otherwise). `origin`
+    says what delivered the bars (a file name).
     """
     if bars.empty:
         return UpsertCounts(0, 0)
@@ -61,21 +64,24 @@ def upsert_bars(bind: Bind, bars: pd.DataFrame, source: str) -> UpsertCounts:
         "interval": [BAR_INTERVAL] * len(frame),
         "ts": frame["ts"].to_numpy(dtype=np.int64).tolist(),
         **{c: frame[c].to_numpy(dtype=np.float64).tolist() for c in PRICE_COLUMNS},
-        "source": [source[:255]] * len(frame),
+        "source": [source] * len(frame),
+        "origin": [origin[:255]] * len(frame),
     }
     stored = insert_rows(
         bind,
         Bar,
         rows,
         on_conflict="update",
-        conflict_cols=("symbol", "interval", "ts"),
+        conflict_cols=("symbol", "interval", "ts", "source"),
         changed_cols=PRICE_COLUMNS,
     )
     return UpsertCounts(stored=stored, skipped=len(bars) - stored)
 
 
-def read_bars(engine: Engine, symbols: Sequence[str], start_ts: int, end_ts: int) -> pd.DataFrame:
-    """1-minute bars of `symbols` with start_ts <= ts < end_ts, sorted by ts then symbol.
+def read_bars(
+    engine: Engine, symbols: Sequence[str], start_ts: int, end_ts: int, source: str = DEFAULT_SOURCE
+) -> pd.DataFrame:
+    """1-minute bars of `source` for `symbols` with start_ts <= ts < end_ts, sorted by ts, symbol.
 
     PostgreSQL: columnar end to end, `COPY (SELECT ...) TO STDOUT` parsed by Arrow's CSV
     reader in C++ (PostgreSQL prints floats in their shortest exact form, so values
@@ -88,8 +94,8 @@ def read_bars(engine: Engine, symbols: Sequence[str], start_ts: int, end_ts: int
     symbols = list(dict.fromkeys(symbols))
     if not symbols or end_ts <= start_ts:
         return _bar_frame(_EMPTY_BARS)
-    window = (BAR_INTERVAL, int(start_ts), int(end_ts))
-    where = "interval = {p} AND ts >= {p} AND ts < {p}"
+    window = (BAR_INTERVAL, int(start_ts), int(end_ts), source)
+    where = "interval = {p} AND ts >= {p} AND ts < {p} AND source = {p}"
     if engine.dialect.name == "postgresql":
         sql = f"COPY (SELECT {BAR_SELECT} FROM bar WHERE {where} AND symbol = ANY({{p}})) TO STDOUT"
         return _bar_frame(
@@ -103,8 +109,8 @@ def read_bars(engine: Engine, symbols: Sequence[str], start_ts: int, end_ts: int
     return _bar_frame(_rows_table(rows))
 
 
-def read_bars_at(bind: Bind, keys: pd.DataFrame) -> pd.DataFrame:
-    """The stored 1-minute bars at exactly the (symbol, ts) pairs of `keys`, sorted by ts, symbol.
+def read_bars_at(bind: Bind, keys: pd.DataFrame, source: str = DEFAULT_SOURCE) -> pd.DataFrame:
+    """`source`'s 1-minute bars at exactly the (symbol, ts) pairs of `keys`, sorted by ts, symbol.
 
     Pairs with no stored bar are simply absent. One query on PostgreSQL (arrays unnested);
     on SQLite one query per 10,000 pairs (fewer on builds with a low parameter limit).
@@ -121,11 +127,11 @@ def read_bars_at(bind: Bind, keys: pd.DataFrame) -> pd.DataFrame:
             sql = (
                 f"SELECT {select_b} FROM bar AS b "
                 "JOIN unnest(%s::text[], %s::bigint[]) AS k(symbol, ts) "
-                "ON b.symbol = k.symbol AND b.ts = k.ts WHERE b.interval = %s"
+                "ON b.symbol = k.symbol AND b.ts = k.ts WHERE b.interval = %s AND b.source = %s"
             )
-            rows = _fetch(conn, sql, (symbols, stamps, BAR_INTERVAL))
+            rows = _fetch(conn, sql, (symbols, stamps, BAR_INTERVAL, source))
         else:
-            chunk = min(SQLITE_KEYS_PER_QUERY, (_sqlite_max_parameters(conn) - 1) // 2)
+            chunk = min(SQLITE_KEYS_PER_QUERY, (_sqlite_max_parameters(conn) - 2) // 2)
             for i in range(0, len(symbols), chunk):
                 part = symbols[i : i + chunk]
                 flat: list[object] = [None] * (2 * len(part))
@@ -134,23 +140,28 @@ def read_bars_at(bind: Bind, keys: pd.DataFrame) -> pd.DataFrame:
                 sql = (
                     f"SELECT {select_b} FROM (VALUES {', '.join(['(?, ?)'] * len(part))}) AS k "
                     "JOIN bar AS b ON b.symbol = k.column1 AND b.ts = k.column2 "
-                    "AND b.interval = ?"
+                    "AND b.interval = ? AND b.source = ?"
                 )
-                rows += _fetch(conn, sql, (*flat, BAR_INTERVAL))
+                rows += _fetch(conn, sql, (*flat, BAR_INTERVAL, source))
     return _bar_frame(_rows_table(rows))
 
 
-def known_symbols(bind: Bind) -> list[str]:
-    """Every symbol with 1-minute bars in the repository, sorted."""
-    stmt = select(Bar.symbol).where(Bar.interval == BAR_INTERVAL).distinct().order_by(Bar.symbol)
+def known_symbols(bind: Bind, source: str = DEFAULT_SOURCE) -> list[str]:
+    """Every symbol with 1-minute bars of `source` in the repository, sorted."""
+    stmt = (
+        select(Bar.symbol)
+        .where(Bar.interval == BAR_INTERVAL, Bar.source == source)
+        .distinct()
+        .order_by(Bar.symbol)
+    )
     with transaction(bind) as conn:
         return list(conn.execute(stmt).scalars())
 
 
-def symbol_span(bind: Bind, symbol: str) -> tuple[int, int] | None:
-    """(first ts, last ts) of `symbol`'s 1-minute bars, or None when it has none."""
+def symbol_span(bind: Bind, symbol: str, source: str = DEFAULT_SOURCE) -> tuple[int, int] | None:
+    """(first ts, last ts) of `symbol`'s 1-minute bars of `source`, or None when it has none."""
     stmt = select(func.min(Bar.ts), func.max(Bar.ts)).where(
-        Bar.symbol == symbol, Bar.interval == BAR_INTERVAL
+        Bar.symbol == symbol, Bar.interval == BAR_INTERVAL, Bar.source == source
     )
     with transaction(bind) as conn:
         first, last = conn.execute(stmt).one()
@@ -176,6 +187,8 @@ def write_quarantine(
             )
         if frame.empty:
             return 0
+        if "source" not in frame.columns:
+            frame = frame.assign(source=DEFAULT_SOURCE)
         keep = [*QUARANTINE_COLUMNS, *(["ts"] if "ts" in frame.columns else [])]
         frame = frame[keep].assign(created_at=datetime.now(UTC), content_hash=content_hash)
         if "ts" in frame.columns:
@@ -186,20 +199,25 @@ def write_quarantine(
 
 
 def quarantined_minutes(
-    bind: Bind, symbols: Sequence[str], start_ts: int, end_ts: int
+    bind: Bind, symbols: Sequence[str], start_ts: int, end_ts: int, source: str = DEFAULT_SOURCE
 ) -> dict[str, np.ndarray]:
-    """Per symbol, the minutes in [start_ts, end_ts) with quarantined rows and no stored bar.
+    """Per symbol, the minutes in [start_ts, end_ts) with quarantined rows of `source` and no
+    stored bar of it.
 
     Such a minute was delivered but none of its rows could be kept: a gap there is
     `quarantined`, not `no_trade`.
     """
     stored = select(Bar.ts).where(
-        Bar.symbol == Quarantine.symbol, Bar.interval == BAR_INTERVAL, Bar.ts == Quarantine.ts
+        Bar.symbol == Quarantine.symbol,
+        Bar.interval == BAR_INTERVAL,
+        Bar.ts == Quarantine.ts,
+        Bar.source == Quarantine.source,
     )
     query = (
         select(Quarantine.symbol, Quarantine.ts)
         .where(
             Quarantine.symbol.in_(list(symbols)),
+            Quarantine.source == source,
             Quarantine.ts >= start_ts,
             Quarantine.ts < end_ts,
             ~stored.exists(),
@@ -216,7 +234,7 @@ def quarantined_minutes(
 
 
 def read_quarantine(bind: Bind, file: str | None = None) -> pd.DataFrame:
-    """Quarantine records (all, or of one file), ordered by file and line."""
+    """Quarantine records (all, or of one file), ordered by file and line, with their source."""
     stmt = select(*(getattr(Quarantine, c) for c in QUARANTINE_COLUMNS)).order_by(
         Quarantine.file, Quarantine.line, Quarantine.id
     )
@@ -232,6 +250,7 @@ def record_ingested_file(
     path: str,
     symbol: str,
     *,
+    source: str = DEFAULT_SOURCE,
     read: int = 0,
     stored: int = 0,
     quarantined: int = 0,
@@ -247,6 +266,7 @@ def record_ingested_file(
     record = IngestedFile(
         path=path[:1024],
         symbol=symbol[:64],
+        source=source,
         status=status,
         reason=reason,
         read=read,

@@ -15,13 +15,12 @@ from sqlalchemy import Connection, select
 from barkeeper.core.panel import PRICE_COLUMNS
 from models.bulk import insert_rows, transaction
 from models.repository import BAR_INTERVAL, Bind, read_bars_at, upsert_bars
-from models.tables import Bar, BarRevision
+from models.tables import DEFAULT_SOURCE, Bar, BarRevision
 
 OnConflict = Literal["replace", "keep", "quarantine"]
 ON_CONFLICT: tuple[OnConflict, ...] = ("replace", "keep", "quarantine")
 ROWS_PER_STEP = 100_000  # bars compared and written at a time (memory of a large import)
 TS_PER_QUERY = 900  # stored sources looked up per query (SQLite's oldest parameter limit)
-DEFAULT_SOURCE = "default"
 REVISION_COLUMNS = ("ts", *PRICE_COLUMNS, "source", "file", "replaced_at", "replaced_by")
 
 
@@ -37,9 +36,15 @@ class StoreCounts:
 
 
 def store_bars(
-    conn: Connection, bars: pd.DataFrame, *, file: str, on_conflict: OnConflict = "replace"
+    conn: Connection,
+    bars: pd.DataFrame,
+    *,
+    file: str,
+    on_conflict: OnConflict = "replace",
+    source: str = DEFAULT_SOURCE,
 ) -> StoreCounts:
-    """Store one file's bars (symbol, ts, OHLCV, line), comparing each with the stored bar.
+    """Store one file's bars (symbol, ts, OHLCV, line) in `source`, comparing each with the
+    stored bar of that source.
 
     A bar with other values than the stored one is a vendor revision: ``replace`` stores it and
     keeps the stored values in `bar_revision` (with the file they came from, when and by
@@ -50,7 +55,7 @@ def store_bars(
     conflicts = []
     for start in range(0, len(bars), ROWS_PER_STEP):
         part = bars.iloc[start : start + ROWS_PER_STEP]
-        before = read_bars_at(conn, part)
+        before = read_bars_at(conn, part, source)
         merged = part.merge(before, on=["symbol", "ts"], how="left", suffixes=("", "_stored"))
         present = merged["open_stored"].notna().to_numpy()
         same = present & np.logical_and.reduce(
@@ -59,9 +64,9 @@ def store_bars(
         changed = present & ~same
         write = ~present | (changed if on_conflict == "replace" else False)
         if on_conflict == "replace" and changed.any():
-            _keep_revisions(conn, merged[changed], replaced_by=file)
+            _keep_revisions(conn, merged[changed], replaced_by=file, source=source)
         if write.any():
-            upsert_bars(conn, part[write], source=file)
+            upsert_bars(conn, part[write], origin=file, source=source)
         stored += int((~present).sum())
         skipped += int(same.sum())
         n_changed = int(changed.sum())
@@ -75,23 +80,24 @@ def store_bars(
     return StoreCounts(stored, revised, kept, skipped, lines.astype(np.int64))
 
 
-def _keep_revisions(conn: Connection, changed: pd.DataFrame, replaced_by: str) -> None:
-    """Copy the stored values of `changed` bars (one symbol at a time) into `bar_revision`."""
+def _keep_revisions(conn: Connection, changed: pd.DataFrame, replaced_by: str, source: str) -> None:
+    """Copy `source`'s stored values of `changed` bars (a symbol at a time) into `bar_revision`."""
     for symbol, group in changed.groupby("symbol", sort=False):
         stamps = group["ts"].to_numpy(np.int64).tolist()
         files: dict[int, str] = {}
         for i in range(0, len(stamps), TS_PER_QUERY):
-            query = select(Bar.ts, Bar.source).where(
+            query = select(Bar.ts, Bar.origin).where(
                 Bar.symbol == symbol,
                 Bar.interval == BAR_INTERVAL,
+                Bar.source == source,
                 Bar.ts.in_(stamps[i : i + TS_PER_QUERY]),
             )
-            files.update((int(ts), str(source)) for ts, source in conn.execute(query))
+            files.update((int(ts), str(origin)) for ts, origin in conn.execute(query))
         rows = {
             "symbol": [str(symbol)] * len(group),
             "interval": [BAR_INTERVAL] * len(group),
             "ts": stamps,
-            "source": [DEFAULT_SOURCE] * len(group),
+            "source": [source] * len(group),
             **{c: group[f"{c}_stored"].to_numpy(np.float64).tolist() for c in PRICE_COLUMNS},
             "file": [files.get(ts, "") for ts in stamps],
             "replaced_at": [datetime.now(UTC)] * len(group),
@@ -100,8 +106,11 @@ def _keep_revisions(conn: Connection, changed: pd.DataFrame, replaced_by: str) -
         insert_rows(conn, BarRevision, rows)
 
 
-def read_revisions(bind: Bind, symbol: str, start_ts: int, end_ts: int) -> pd.DataFrame:
-    """Earlier values of `symbol`'s bars with start_ts <= ts < end_ts, by ts, oldest first."""
+def read_revisions(
+    bind: Bind, symbol: str, start_ts: int, end_ts: int, source: str | None = None
+) -> pd.DataFrame:
+    """Earlier values of `symbol`'s bars (of `source`, or every source) with start_ts <= ts <
+    end_ts, by ts, oldest first."""
     columns = [getattr(BarRevision, c) for c in REVISION_COLUMNS]
     query = (
         select(*columns)
@@ -110,6 +119,7 @@ def read_revisions(bind: Bind, symbol: str, start_ts: int, end_ts: int) -> pd.Da
             BarRevision.interval == BAR_INTERVAL,
             BarRevision.ts >= start_ts,
             BarRevision.ts < end_ts,
+            *([] if source is None else [BarRevision.source == source]),
         )
         .order_by(BarRevision.ts, BarRevision.replaced_at, BarRevision.id)
     )

@@ -19,7 +19,7 @@ from barkeeper.core.panel import PRICE_COLUMNS
 from models.bulk import insert_rows
 from models.tables import RunBar, RunSession, RunSource
 
-CHANGE_COLUMNS = ("symbol", "ts", *PRICE_COLUMNS, "provenance")
+CHANGE_COLUMNS = ("symbol", "ts", *PRICE_COLUMNS, "provenance", "source")
 FULL_COLUMNS = (
     "session",
     "symbol",
@@ -29,6 +29,7 @@ FULL_COLUMNS = (
     "provenance",
     "constituents",
     "expected_constituents",
+    "source",
 )
 
 
@@ -46,11 +47,13 @@ def write_session_bars(
     ----------
     spec
         The run_session fields besides the keys and `bars`: calendar, extended_hours,
-        anchor, derived ("5,15,1440"), window_start, window_end.
+        anchor, derived ("5,15,1440"), window_start, window_end, source (the source whose
+        slice is the base; "" for none).
     sources
         Columns symbol, bars, digest: the fingerprint of each symbol's slice as read.
     changes
-        Frames with CHANGE_COLUMNS (1m bars; NaN prices for `none` markers), consumed one
+        Frames with CHANGE_COLUMNS (1m bars with the named source of each; NaN prices for
+        `none` markers and bars equal to the base's), consumed one
         at a time.
     """
     keys = {"run_id": run_id, "session": session}

@@ -11,25 +11,32 @@ from datetime import UTC, date, datetime
 from sqlalchemy import BigInteger, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
+from barkeeper.params import DEFAULT_SOURCE  # re-exported: the store's default source
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
 class Bar(SQLModel, table=True):
-    """The bar repository: vendor 1-minute bars as imported (never modified by a replay)."""
+    """The bar repository: vendor 1-minute bars as imported (never modified by a replay).
+
+    Each bar belongs to a named source (a vendor, a recorder); `origin` is what delivered it
+    (the file name, `derived` for materialised bars).
+    """
 
     __tablename__ = "bar"
 
     symbol: str = Field(primary_key=True, max_length=64)
     interval: int = Field(default=1, primary_key=True)
     ts: int = Field(sa_column=Column(BigInteger, primary_key=True, autoincrement=False))
+    source: str = Field(default=DEFAULT_SOURCE, primary_key=True, max_length=64)
     open: float
     high: float
     low: float
     close: float
     volume: float
-    source: str = Field(default="", max_length=255)
+    origin: str = Field(default="", max_length=255)
 
 
 class Quarantine(SQLModel, table=True):
@@ -41,6 +48,7 @@ class Quarantine(SQLModel, table=True):
     raw: str = Field(sa_column=Column(Text, nullable=False))
     reason: str = Field(max_length=64, index=True)
     symbol: str = Field(default="", max_length=64)
+    source: str = Field(default=DEFAULT_SOURCE, max_length=64)
     created_at: datetime = Field(default_factory=utcnow)
     # The delivery the row came in: a new delivery under the same name keeps these rows.
     content_hash: str = Field(default="", max_length=64, index=True)
@@ -55,6 +63,7 @@ class IngestedFile(SQLModel, table=True):
     id: int | None = Field(default=None, primary_key=True)
     path: str = Field(max_length=1024, index=True)
     symbol: str = Field(default="", max_length=64)
+    source: str = Field(default=DEFAULT_SOURCE, max_length=64)
     status: str = Field(default="done", max_length=16)  # done | rejected
     reason: str = Field(default="", sa_column=Column(Text, nullable=False, default=""))
     read: int = 0
@@ -124,6 +133,9 @@ class SessionMetric(SQLModel, table=True):
     no_trade_bars: int = 0
     synthetic_bars: int = 0
     outside_bars: int = 0
+    feed_gaps: int = 0  # minutes the feed lacked that a backfill source had
+    discrepancies: int = 0  # minutes where the feed and a backfill source disagree
+    sources: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
     validation_success: bool | None = None
 
 
@@ -167,6 +179,7 @@ class RunBar(SQLModel, table=True):
     close: float | None = None
     volume: float | None = None
     provenance: str = Field(max_length=16)  # feed|backfill|repaired|synthetic|derived|none
+    source: str = Field(default="", max_length=64)  # the named source of a 1m bar
     constituents: int = 1
     expected_constituents: int = 1
 
@@ -185,6 +198,9 @@ class RunSession(SQLModel, table=True):
     window_start: int = Field(sa_column=Column(BigInteger, nullable=False))
     window_end: int = Field(sa_column=Column(BigInteger, nullable=False))
     bars: int = 0  # run_bar rows written for the session (changes and markers)
+    # The source whose repository slice is the base ("" for a feed file: no base, every kept
+    # bar is a change).
+    source: str = Field(default=DEFAULT_SOURCE, max_length=64)
 
 
 class RunSource(SQLModel, table=True):
@@ -218,3 +234,27 @@ class ValidationResult(SQLModel, table=True):
     )
     stage: str = Field(default="final", max_length=16)  # cycle | final
     created_at: datetime = Field(default_factory=utcnow)
+
+
+class Discrepancy(SQLModel, table=True):
+    """A minute where the feed and a backfill source both have a bar and they disagree."""
+
+    id: int | None = Field(default=None, primary_key=True)
+    run_id: str = Field(max_length=64, foreign_key="run.id", index=True)
+    session: date
+    symbol: str = Field(max_length=64)
+    ts: int = Field(sa_column=Column(BigInteger, nullable=False))
+    kind: str = Field(max_length=16)  # price | volume (price when both)
+    feed_source: str = Field(max_length=255)
+    backfill_source: str = Field(max_length=64)
+    kept: str = Field(max_length=16)  # feed | backfill
+    feed_open: float
+    feed_high: float
+    feed_low: float
+    feed_close: float
+    feed_volume: float
+    backfill_open: float
+    backfill_high: float
+    backfill_low: float
+    backfill_close: float
+    backfill_volume: float

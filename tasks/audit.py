@@ -25,7 +25,7 @@ from barkeeper.ingest.paths import (
 from barkeeper.quality.data_docs import run_final_checkpoint
 from barkeeper.quality.frames import prepare_bars_1m, prepare_derived, prepare_session_quality
 from barkeeper.reports.audit import (
-    DERIVED_SOURCE,
+    DERIVED_ORIGIN,
     LandedFile,
     SessionAudit,
     SessionCheck,
@@ -44,7 +44,7 @@ from models.repository import (
     record_ingested_file,
 )
 from models.results import write_session_results, write_validation_results
-from models.tables import Bar
+from models.tables import DEFAULT_SOURCE, Bar
 
 QUALITY_KEY = "barkeeper-audit-quality"
 SUMMARY_KEY = "barkeeper-audit-summary"
@@ -137,26 +137,32 @@ def _reject(path: Path, folder: Path, reason: str) -> LandedFile:
 
 
 @task(cache_policy=NO_CACHE)
-def resolve_symbols(database_url: str, symbols: list[str]) -> list[str]:
-    """The symbols to audit: those asked for, else every symbol the repository holds."""
+def resolve_symbols(
+    database_url: str, symbols: list[str], source: str = DEFAULT_SOURCE
+) -> list[str]:
+    """The symbols to audit: those asked for, else every symbol the source holds."""
     if symbols:
         return list(symbols)
-    return sorted(known_symbols(engine_for(database_url)))
+    return sorted(known_symbols(engine_for(database_url), source))
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5])
 def audit_repository_session(
-    database_url: str, calendar: str, session: date, symbols: list[str], intervals: list[int]
+    database_url: str,
+    calendar: str,
+    session: date,
+    symbols: list[str],
+    intervals: list[int],
+    source: str = DEFAULT_SOURCE,
 ) -> SessionAudit:
-    """Read one session's repository bars and audit them against the calendar."""
+    """Read one session's bars of a source and audit them against the calendar."""
     cal = Calendar(calendar)
     minutes = cal.session_minutes(session)
     engine = engine_for(database_url)
     window = day_window(cal, session)
-    bars = read_bars(engine, symbols, *window)
-    return audit_session(
-        minutes, symbols, bars, intervals, quarantined_minutes(engine, symbols, *window)
-    )
+    bars = read_bars(engine, symbols, *window, source=source)
+    quarantined = quarantined_minutes(engine, symbols, *window, source=source)
+    return audit_session(minutes, symbols, bars, intervals, quarantined, source)
 
 
 @task(cache_policy=NO_CACHE)
@@ -181,7 +187,13 @@ def check_session(
 
 
 @task(cache_policy=NO_CACHE, retries=2, retry_delay_seconds=[2, 5])
-def store_session(database_url: str, run_id: str, audit: SessionAudit, check: SessionCheck) -> int:
+def store_session(
+    database_url: str,
+    run_id: str,
+    audit: SessionAudit,
+    check: SessionCheck,
+    source: str = DEFAULT_SOURCE,
+) -> int:
     """Write the session's figures and validation results; materialise its derived bars.
 
     Returns the number of derived bars now in the repository for the session.
@@ -190,7 +202,7 @@ def store_session(database_url: str, run_id: str, audit: SessionAudit, check: Se
     metrics = check.with_validation(audit.metrics)
     write_session_results(engine, run_id, audit.session, metrics=metrics, gaps=audit.gaps)
     write_validation_results(engine, check.records(run_id))
-    derived = audit.derived_bars()
+    derived = audit.derived_bars().assign(source=source)
     start, end = int(audit.minutes.minutes[0]), audit.minutes.close_ts
     symbols = list(audit.panel.symbols)
     # Replace the session's derived bars in one transaction: re-running gives the same rows,
@@ -202,7 +214,8 @@ def store_session(database_url: str, run_id: str, audit: SessionAudit, check: Se
                 Bar.interval.in_(sorted(audit.derived)),
                 Bar.ts >= start,
                 Bar.ts < end,
-                Bar.source == DERIVED_SOURCE,
+                Bar.origin == DERIVED_ORIGIN,
+                Bar.source == source,
             )
         )
         insert_rows(conn, Bar, derived, on_conflict="update")

@@ -8,7 +8,6 @@ the run id and find the live replay with `live(run_id)`: arrays never travel thr
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 from datetime import date
 from functools import partial
 from pathlib import Path
@@ -17,20 +16,16 @@ import pandas as pd
 from prefect import get_run_logger, task
 from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.cache_policies import NONE
-from sqlalchemy import Engine
-from sqlalchemy.engine import make_url
 
 from barkeeper.core.calendar import Calendar
-from barkeeper.errors import ParameterError, StoreError
-from barkeeper.live.coordinator import BacktestStreamCoordinator, parse_speed
-from barkeeper.live.faults import FaultConfig, parse_outage
+from barkeeper.ingest.feed import FileFeed
+from barkeeper.live.coordinator import BacktestStreamCoordinator
+from barkeeper.live.handlers import attach_handlers
 from barkeeper.live.replay import (
     LoadedSession,
     Replay,
     ReplayPlan,
     SessionOutcome,
-    attach_handlers,
-    handler_factory,
     live,
     register,
 )
@@ -38,21 +33,19 @@ from barkeeper.live.run_changes import assert_rebuilt, persist_session_bars
 from barkeeper.live.session_checks import final_frames, symbol_success
 from barkeeper.live.session_data import SessionData
 from barkeeper.live.session_results import SessionState, session_bars, session_gaps, session_metrics
-from barkeeper.live.upkeep import Upkeep, UpkeepConfig
+from barkeeper.live.upkeep import Upkeep
 from barkeeper.params import ReplayParameters
 from barkeeper.quality.final_checks import FinalChecks
 from barkeeper.quality.frames import prepare_session_quality
 from barkeeper.quality.validation import SuiteResult
-from barkeeper.reports.folders import writable_folder
 from barkeeper.reports.rebuild import session_series
-from barkeeper.settings import Settings, load_settings
-from models.engine import check_writable, engine_for, is_read_only
+from barkeeper.settings import load_settings
+from models.engine import engine_for
 from models.repository import (
-    known_symbols,
     quarantined_minutes,
     read_bars,
     read_bars_at,
-    symbol_span,
+    write_quarantine,
 )
 from models.results import (
     create_run,
@@ -60,121 +53,21 @@ from models.results import (
     write_session_results,
     write_validation_results,
 )
-from models.schema import init_db
+from models.sources import write_discrepancies
+from tasks.replay_plan import preflight
 from tasks.report import CHARTED_SESSIONS
 from tasks.secrets import run_settings
 
 
 class RepositorySource:
-    """The bar repository as the upkeep's source of backfills and repairs."""
+    """A named source of the bar repository as one of the upkeep's backfill sources."""
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, name: str = "default") -> None:
         self.database_url = database_url
+        self.name = name
 
     def fetch(self, keys: pd.DataFrame) -> pd.DataFrame:
-        return read_bars_at(engine_for(self.database_url), keys)
-
-
-def make_plan(replay: ReplayParameters, settings: Settings, run_id: str) -> ReplayPlan:
-    """Resolve parameters against settings and the calendar; raise on anything unusable."""
-    calendar = Calendar(replay.calendar or settings.calendar)
-    parse_speed(replay.speed)  # e.g. 0x: a one-line error here, not a failed task later
-    span = f"calendar {calendar.name} covers {calendar.first_session} to {calendar.last_session}"
-    if replay.start < calendar.first_session:
-        raise ParameterError(f"start: {replay.start} is before its first session; {span}")
-    sessions = calendar.sessions(replay.start, replay.last)
-    if not sessions:
-        raise ParameterError(
-            f"start/end: no {calendar.name} session between {replay.start} and {replay.last}"
-            f" ({span})"
-        )
-    faults = replay.faults
-    return ReplayPlan(
-        run_id=run_id,
-        database_url=settings.database_url,
-        symbols=tuple(replay.symbols),
-        sessions=tuple(sessions),
-        calendar=calendar.name,
-        speed=replay.speed,
-        extended_hours=replay.extended_hours,
-        trailing_days=replay.trailing_days,
-        derived=tuple(sorted(set(replay.derived or settings.data_upkeep_derived_intervals))),
-        check_interval_s=replay.interval_seconds or settings.data_upkeep_check_interval_seconds,
-        validation_interval_s=(
-            replay.validation_interval_seconds or settings.data_upkeep_validation_interval_seconds
-        ),
-        upkeep_enabled=(
-            settings.data_upkeep_enabled if replay.upkeep_enabled is None else replay.upkeep_enabled
-        ),
-        upkeep=UpkeepConfig(
-            retry_missing_bars=settings.data_upkeep_retry_missing_bars,
-            max_retries=settings.data_upkeep_max_retries,
-            auto_compute_derived=settings.data_upkeep_auto_compute_derived,
-            fill_policy=replay.fill_policy,
-        ),
-        faults=FaultConfig(
-            drop_rate=faults.drop_rate,
-            outages=tuple(parse_outage(w) for w in faults.outages),
-            duplicate_rate=faults.duplicate_rate,
-            out_of_order_rate=faults.out_of_order_rate,
-            corrupt_rate=faults.corrupt_rate,
-            seed=faults.seed,
-            tz=str(calendar.tz),
-        ),
-        quality_threshold=(
-            settings.quality_threshold
-            if replay.quality_threshold is None
-            else replay.quality_threshold
-        ),
-        reports_dir=str(settings.reports_dir),
-        reports_url=settings.reports_url,
-        prefetch=replay.prefetch,
-        handlers=tuple(replay.handlers),
-    )
-
-
-def preflight(replay: ReplayParameters, settings: Settings, run_id: str = "") -> ReplayPlan:
-    """The run's plan, after checking the store knows every symbol (raises ParameterError).
-
-    Also checked before any session is read: the reports folder and the store are writable.
-    """
-    plan = make_plan(replay, settings, run_id)
-    writable_folder(plan.reports_dir, "BARKEEPER_REPORTS_DIR")
-    engine = engine_for(plan.database_url)
-    init_db(engine)
-    if is_read_only(engine):
-        raise StoreError(
-            f"the store {make_url(plan.database_url).render_as_string(hide_password=True)} "
-            "is read-only; "
-            "replay needs a writable store (`report` and `export` work on this one)"
-        )
-    check_writable(engine)
-    unknown = sorted(set(plan.symbols) - set(known_symbols(engine)))
-    if unknown:
-        raise ParameterError(
-            f"symbols: {', '.join(unknown)} not in the repository; import them first "
-            "(barkeeper import PATH)"
-        )
-    for path in plan.handlers:
-        handler_factory(path)
-    return within_repository(plan, engine)
-
-
-def within_repository(plan: ReplayPlan, engine: Engine) -> ReplayPlan:
-    """The plan cut at the session of the repository's last bar of its symbols.
-
-    Sessions after it could only be empty (a range past the data, e.g. `--end 2099-12-31`).
-    """
-    last_ts = max((span[1] for s in plan.symbols if (span := symbol_span(engine, s))), default=0)
-    calendar = Calendar(plan.calendar)
-    last = pd.Timestamp(last_ts, unit="s", tz="UTC").tz_convert(calendar.tz).date()
-    kept = tuple(s for s in plan.sessions if s <= last)
-    if not kept:
-        raise ParameterError(
-            f"start: the repository's bars of {', '.join(plan.symbols)} end on {last}, "
-            f"before {plan.sessions[0]}; import newer bars or start earlier"
-        )
-    return replace(plan, sessions=kept)
+        return read_bars_at(engine_for(self.database_url), keys, source=self.name)
 
 
 @task(cache_policy=NONE)
@@ -185,23 +78,35 @@ def open_run(replay: ReplayParameters, run_id: str) -> ReplayPlan:
     mark_interrupted(engine)  # earlier runs whose process was killed
     create_run(engine, run_id, "replay_sessions", replay.model_dump(mode="json"))
     data = SessionData(history_sessions=plan.trailing_days)
+    feed_file = FileFeed.open(plan.feed_file) if plan.feed_file else None
     replay_state = Replay(
         plan=plan,
         data=data,
         calendar=Calendar(plan.calendar),
-        read_bars=partial(read_bars, engine),
-        read_quarantined=partial(quarantined_minutes, engine),
+        read_bars=feed_file.read_bars
+        if feed_file
+        else partial(read_bars, engine, source=plan.feed),
+        read_quarantined=partial(quarantined_minutes, engine, source=plan.feed),
     )
     replay_state.final = FinalChecks(
         run_id,
         Path(plan.reports_dir) / "data_docs",
         {"quality_threshold": plan.quality_threshold},
     )
+    if feed_file is not None:  # its bad rows are quarantined and counted, as an import's are
+        quarantine = feed_file.parsed.quarantine.assign(source=plan.feed)
+        write_quarantine(
+            engine,
+            quarantine,
+            file=feed_file.parsed.path,
+            content_hash=feed_file.parsed.content_hash,
+        )
+        replay_state.feed_file = feed_file.report()
     replay_state.coordinator = BacktestStreamCoordinator(data, plan.speed)
     attach_handlers(replay_state.coordinator, data, plan.handlers)
     replay_state.upkeep = Upkeep(
         data,
-        RepositorySource(plan.database_url),
+        [RepositorySource(plan.database_url, name) for name in plan.backfill],
         plan.upkeep,
         on_changed=replay_state.checks.changed,
         on_rejected=replay_state.checks.reject,
@@ -258,6 +163,10 @@ def capture_outcome(replay: Replay, session: date) -> None:
         derived=derived,
         outside_bars=replay.current.outside_bars,
         quarantined=replay.quarantined(replay.current.minutes, tuple(snapshot.panel.symbols)),
+        origin=None if upkeep is None else upkeep.origin.copy(),
+        feed=replay.plan.feed,
+        backfill=replay.plan.backfill,
+        disagreements=None if upkeep is None else upkeep.reconciliation.mask(),
     )
     replay.outcomes[session] = SessionOutcome(
         state=state,
@@ -266,6 +175,13 @@ def capture_outcome(replay: Replay, session: date) -> None:
         bars=session_bars(state),
         rejected=replay.checks.rejected_frame(state.minutes.minutes),
     )
+    if upkeep is not None and replay.plan.upkeep.reconcile:
+        symbols, minutes, plan = state.panel.symbols, state.minutes.minutes, replay.plan
+        outcome = replay.outcomes[session]
+        outcome.discrepancies = upkeep.reconciliation.frame(
+            symbols, minutes, plan.feed, plan.backfill
+        )
+        outcome.comparisons = upkeep.reconciliation.comparisons(symbols, minutes, plan.backfill)
     if len(replay.coverage) < CHARTED_SESSIONS:
         replay.coverage[session] = (state.minutes.minutes, state.provenance)
 
@@ -280,7 +196,12 @@ def validate_session(run_id: str, session: date) -> None:
     bars_1m, derived = final_frames(outcome.state, outcome.bars)
     metrics = outcome.metrics
     quality = prepare_session_quality(metrics.loc[metrics["segment"] == "regular"])
-    frames = {"bars_1m": bars_1m, "bars_derived": derived, "session_quality": quality}
+    frames = {
+        "bars_1m": bars_1m,
+        "bars_derived": derived,
+        "session_quality": quality,
+        "cross_source": outcome.comparisons,
+    }
     rejected = outcome.rejected
     replay.release(session)
     assert replay.final is not None
@@ -332,6 +253,7 @@ def persist_session(run_id: str, session: date) -> dict[str, int]:
         calendar=replay.plan.calendar,
         anchor=replay.plan.anchor,
     )
+    write_discrepancies(engine, run_id, session, outcome.discrepancies)
     if load_settings().verify_exports:
         assert_rebuilt(session_series(engine, run_id, session), outcome.bars, run_id, session)
     del replay.sources[session]

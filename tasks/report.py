@@ -16,12 +16,72 @@ from barkeeper.reports.links import ReportsSite
 from barkeeper.reports.report import failed_expectations, gaps_of, run_report
 from models.engine import engine_for
 from models.results import write_validation_success
+from models.sources import read_discrepancies
 
 CHARTED_SESSIONS = 5
+LISTED_DISCREPANCIES = 100
+
+
+def _sources_markdown(
+    replay: Replay, report: dict[str, Any], discrepancies: pd.DataFrame
+) -> list[str]:
+    """The feed, the backfill sources, what each symbol's bars came from and each minute
+    where the feed and a backfill source disagreed."""
+    plan = replay.plan
+    lines = [
+        "## Sources",
+        "",
+        f"Feed `{plan.feed}`, backfill {', '.join(f'`{s}`' for s in plan.backfill)}.",
+        "",
+    ]
+    if replay.feed_file:
+        f = replay.feed_file
+        lines += [
+            f"Feed file `{f['path']}`: read {f['read']}, bars {f['bars']}, "
+            f"quarantined {f['quarantined']} {f['reasons'] or ''}, skipped {f['skipped']}.",
+            "",
+        ]
+    lines += [
+        "| session | symbol | bars by source | feed gaps | discrepancies |",
+        "|---|---|---|---|---|",
+    ]
+    for session in report["sessions"]:
+        for symbol, m in list(session["symbols"].items())[:50]:
+            by_source = ", ".join(f"{k} {v}" for k, v in (m.get("sources") or {}).items())
+            lines.append(
+                f"| {session['date']} | {symbol} | {by_source} | {m.get('feed_gaps')} | "
+                f"{m.get('discrepancies')} |"
+            )
+    lines += ["", "## Discrepancies", ""]
+    if discrepancies.empty:
+        return [*lines, "None.", ""]
+    lines += [
+        "| session | symbol | minute (UTC) | class | feed OHLCV | backfill OHLCV | kept |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for row in discrepancies.head(LISTED_DISCREPANCIES).itertuples(index=False):
+        minute = pd.Timestamp(int(row.ts), unit="s").strftime("%Y-%m-%d %H:%M")
+        feed = " ".join(
+            f"{getattr(row, 'feed_' + c):g}" for c in ("open", "high", "low", "close", "volume")
+        )
+        back = " ".join(
+            f"{getattr(row, 'backfill_' + c):g}" for c in ("open", "high", "low", "close", "volume")
+        )
+        lines.append(
+            f"| {row.session} | {row.symbol} | {minute} | {row.kind} | {feed} | "
+            f"{back} ({row.backfill_source}) | {row.kept} |"
+        )
+    if len(discrepancies) > LISTED_DISCREPANCIES:
+        lines.append(f"\n{len(discrepancies) - LISTED_DISCREPANCIES} more in the store.")
+    return [*lines, ""]
 
 
 def _summary_markdown(
-    replay: Replay, report: dict[str, Any], failed: pd.DataFrame, gaps: pd.DataFrame
+    replay: Replay,
+    report: dict[str, Any],
+    failed: pd.DataFrame,
+    gaps: pd.DataFrame,
+    discrepancies: pd.DataFrame,
 ) -> str:
     plan = replay.plan
     lines = [
@@ -52,6 +112,7 @@ def _summary_markdown(
                 f"{m['backfilled_bars']} | {m['repaired_bars']} | {m['no_trade_bars']} | "
                 f"{m['unfillable_bars']} | {m['validation_success']} |"
             )
+    lines += ["", *_sources_markdown(replay, report, discrepancies)]
     lines += ["", "## Gaps", ""]
     if gaps.empty:
         lines.append("No gaps.")
@@ -98,6 +159,8 @@ def publish_report(run_id: str) -> dict[str, Any]:
     write_validation_success(engine, run_id, replay.symbol_success)
     report = run_report(engine, run_id)
     report["data_docs"] = data_docs
+    if replay.feed_file:
+        report["feed_file"] = replay.feed_file
     failed = failed_expectations(engine, run_id)
     gaps = gaps_of(engine, run_id)
     rows = [
@@ -112,7 +175,9 @@ def publish_report(run_id: str) -> dict[str, Any]:
     )
     create_markdown_artifact(
         key="barkeeper-replay-summary",
-        markdown=_summary_markdown(replay, report, failed, gaps),
+        markdown=_summary_markdown(
+            replay, report, failed, gaps, read_discrepancies(engine, run_id)
+        ),
         description=f"Replay {run_id}: quality, gaps, failed expectations, coverage",
     )
     stats = replay.upkeep.stats if replay.upkeep is not None else None

@@ -34,7 +34,7 @@ def seed_repository(url: str, symbols: int, sessions: int = 1) -> list[str]:
     init_db(engine)
     names = symbol_names(symbols)
     minutes = [Calendar().session_minutes(s) for s in bench_sessions(sessions)]
-    upsert_bars(engine, synthetic_bars(names, minutes, illiquid_share=0.1, seed=1), "synth")
+    upsert_bars(engine, synthetic_bars(names, minutes, illiquid_share=0.1, seed=1), origin="synth")
     return names
 
 

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
     from barkeeper.params import AuditParameters
 
 
-def audit_parameters(start: str | None, end: str | None, symbols: str | None) -> AuditParameters:
+def audit_parameters(
+    start: str | None, end: str | None, symbols: str | None, source: str = "default"
+) -> AuditParameters:
     """Parse the command line's text into the flow's parameters; one readable error if invalid."""
     from pydantic import ValidationError
 
@@ -34,6 +36,7 @@ def audit_parameters(start: str | None, end: str | None, symbols: str | None) ->
             start=start,
             end=end,
             symbols=split_symbols(symbols) if symbols is not None else [],
+            source=source,
         )
     except ValidationError as error:
         first = error.errors()[0]
@@ -55,6 +58,7 @@ def run_audit(
     end: str | None,
     symbols: str | None,
     landing: str | None,
+    source: str = "default",
 ) -> dict[str, Any]:
     """Run `nightly_audit` in this process against `database_url`; return its JSON document."""
     from barkeeper.cli.prefect_api import prefect_api
@@ -63,7 +67,7 @@ def run_audit(
     from models.engine import engine_for
     from models.schema import init_db
 
-    params = audit_parameters(start, end, symbols)
+    params = audit_parameters(start, end, symbols, source)
     env = {"BARKEEPER_DATABASE_URL": database_url, "BARKEEPER_DATABASE_BLOCK": ""}
     if landing is not None:
         folder = Path(landing)
@@ -121,9 +125,10 @@ def audit(
         str | None,
         typer.Option(help="Landing folder to ingest first (default: $BARKEEPER_LANDING_DIR)."),
     ] = None,
+    source: Annotated[str, typer.Option(help="Named source to audit.")] = "default",
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
     """Ingest the landing folder and audit sessions of the store against the calendar."""
-    document = run_audit(database_url(db), start, end, symbols, landing)
+    document = run_audit(database_url(db), start, end, symbols, landing, source)
     render_audit(document, json_output)

@@ -62,6 +62,9 @@ def import_files(
         ),
     ] = "replace",
     strict: Annotated[bool, typer.Option(help="Exit 2 if any row is quarantined.")] = False,
+    source: Annotated[
+        str, typer.Option(help="Named source the bars belong to (a vendor, a recorder).")
+    ] = "default",
     db: DbOption = None,
     json_output: JsonOption = False,
 ) -> None:
@@ -71,11 +74,18 @@ def import_files(
     gets one line on stderr and the exit status is then 2 (with --strict also when a row
     was quarantined).
     """
-    from barkeeper.ingest.files import ImportOptions, ingest_file, validate_symbol, validate_tz
+    from barkeeper.ingest.files import (
+        ImportOptions,
+        ingest_file,
+        validate_source,
+        validate_symbol,
+        validate_tz,
+    )
     from models.engine import engine_for
     from models.schema import init_db
 
     validate_tz(tz)
+    validate_source(source)
     if symbol is not None:
         validate_symbol(symbol)
     options = ImportOptions(stamp, timestamp_format, on_conflict)  # type: ignore[arg-type]
@@ -84,7 +94,9 @@ def import_files(
     reports, errors = [], []
     for path in paths:
         try:
-            reports.append(ingest_file(engine, path, symbol=symbol, tz=tz, options=options))
+            reports.append(
+                ingest_file(engine, path, symbol=symbol, tz=tz, options=options, source=source)
+            )
             if symbol is None and "_" not in path.name:  # e.g. bars.csv: BARS, is it a ticker?
                 taken = reports[-1].symbol
                 print(f"barkeeper: warning: {path}: symbol {taken} taken from the file name; "
@@ -196,7 +208,7 @@ def synth(
                 missing_rate=missing_rate,
                 seed=group_seed,
             )
-            counts = upsert_bars(engine, bars, source=f"synth seed={seed}")
+            counts = upsert_bars(engine, bars, origin=f"synth seed={seed}")
             stored, skipped = stored + counts.stored, skipped + counts.skipped
             progress.advance(task, len(names[i : i + batch]))
     summary = {"symbols": len(names), "sessions": len(sessions), "stored": stored,

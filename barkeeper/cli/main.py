@@ -9,6 +9,7 @@ from barkeeper.cli import (  # noqa: F401  (each registers its commands)
     replay,
     revisions,
     server,
+    sources,
 )
 from barkeeper.cli.app import app
 

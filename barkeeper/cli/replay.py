@@ -30,6 +30,8 @@ PATTERN_HINTS = {
     "speed": "max, realtime or a multiplier like 1000x",
     "outages": "HH:MM-HH:MM in exchange time, e.g. 10:00-10:30",
     "symbols": "1-64 characters without commas",
+    "feed": "a source name: letters, digits, '.', '_' or '-'",
+    "backfill": "source names: letters, digits, '.', '_' or '-', comma-separated",
 }
 
 
@@ -65,7 +67,7 @@ def prepare_run(parameters: Any, url: str) -> None:
     check_prefect_api()
     from barkeeper.core.calendar import Calendar
     from barkeeper.settings import load_settings
-    from tasks.replay import preflight
+    from tasks.replay_plan import preflight
 
     plan = preflight(parameters, load_settings())
     asked = Calendar(plan.calendar).sessions(parameters.start, parameters.last)
@@ -178,6 +180,21 @@ def replay(
     workers: Annotated[
         int, typer.Option(min=1, max=64, help="Replay the sessions in parallel on Dask workers.")
     ] = 1,
+    feed: Annotated[
+        str | None, typer.Option(help="Source the coordinator streams (default: default).")
+    ] = None,
+    feed_file: Annotated[
+        Path | None, typer.Option(help="CSV/Parquet file streamed as the feed, not imported.")
+    ] = None,
+    backfill: Annotated[
+        str, typer.Option(help="Sources the upkeep fills from, in order, e.g. vendor,default.")
+    ] = "default",
+    prefer: Annotated[
+        str, typer.Option(help="feed or backfill: the bar kept where the sources differ.")
+    ] = "feed",
+    tolerance_bps: Annotated[
+        float | None, typer.Option(help="Price agreement between sources, basis points.")
+    ] = None,
     json_output: JsonOption = False,
     db: DbOption = None,
 ) -> None:
@@ -202,6 +219,11 @@ def replay(
         upkeep_enabled=upkeep,
         prefetch=prefetch,
         handlers=handler or [],
+        feed=feed,
+        feed_file=str(feed_file) if feed_file is not None else None,
+        backfill=split_symbols(backfill),
+        prefer=prefer,
+        tolerance_bps=tolerance_bps,
         faults={
             "drop_rate": drop_rate,
             "outages": outage or [],
@@ -288,7 +310,7 @@ def export(
     output_format: Annotated[str, typer.Option("--format", help="csv or json.")] = "csv",
     db: DbOption = None,
 ) -> None:
-    """Print a run's bars of one symbol and session: timestamp, OHLCV, provenance."""
+    """Print a run's bars of one symbol and session: timestamp, OHLCV, provenance, source."""
     from barkeeper.reports.export import export_bars
     from models.engine import engine_for
     from models.schema import init_db

@@ -42,11 +42,13 @@ from barkeeper.ingest.advice import convention_warning, fix_for
 from barkeeper.ingest.checks import GOOD_FIELDS, REASONS, check_rows, settle_duplicates
 from barkeeper.ingest.reading import raw_lines, read_chunks
 from barkeeper.ingest.stamps import StampFormat, format_from_option, infer_format
+from barkeeper.params import DEFAULT_SOURCE, SOURCE_PATTERN
 from models.repository import record_ingested_file, write_quarantine
 from models.revisions import ON_CONFLICT, OnConflict, store_bars
 
 log = logging.getLogger(__name__)
 
+SOURCE_NAME = re.compile(SOURCE_PATTERN)
 SYMBOL_PATTERN = re.compile(r"[A-Z0-9^][A-Z0-9^=-]{0,31}")  # from a file name, upper-cased
 GIVEN_SYMBOL_PATTERN = re.compile(r"[^,\x00-\x1f\x7f]{1,64}")  # --symbol (as ReplayParameters)
 STAMPS = ("open", "close")
@@ -118,6 +120,7 @@ def ingest_file(
     symbol: str | None = None,
     tz: str = "UTC",
     options: ImportOptions | None = None,
+    source: str = DEFAULT_SOURCE,
 ) -> IngestReport:
     """Import one vendor file into the repository (idempotent).
 
@@ -133,6 +136,8 @@ def ingest_file(
         IANA time zone of naive timestamps; timestamps with an offset are converted to UTC.
     options
         Stamp label, stamp format and what to do with bars that differ from stored ones.
+    source
+        The named source the bars belong to (a vendor, a recorder).
 
     Raises
     ------
@@ -142,26 +147,39 @@ def ingest_file(
         `symbol` or `tz` is invalid.
     """
     options = options or ImportOptions()
+    source = validate_source(source)
     try:
         parsed = parse_file(path, symbol, tz, options)
     except InputFileError as error:
         resolved = str(Path(path).resolve())
-        record_ingested_file(engine, resolved, symbol or "", status="rejected", reason=str(error))
+        record_ingested_file(
+            engine, resolved, symbol or "", source=source, status="rejected", reason=str(error)
+        )
         raise
     with engine.begin() as conn:
         counts = store_bars(
-            conn, parsed.bars, file=Path(path).name, on_conflict=options.on_conflict
+            conn,
+            parsed.bars,
+            file=Path(path).name,
+            on_conflict=options.on_conflict,
+            source=source,
         )
         quarantine = parsed.quarantine
         if not counts.conflicts.empty:
             extra = _with_raw(parsed.path, parsed.symbol, counts.conflicts, "conflicts_with_stored")
             quarantine = pd.concat([quarantine, extra]).sort_values("line", ignore_index=True)
-        write_quarantine(conn, quarantine, file=parsed.path, content_hash=parsed.content_hash)
+        write_quarantine(
+            conn,
+            quarantine.assign(source=source),
+            file=parsed.path,
+            content_hash=parsed.content_hash,
+        )
         skipped = parsed.skipped + counts.skipped + counts.kept
         record_ingested_file(
             conn,
             parsed.path,
             parsed.symbol,
+            source=source,
             read=parsed.read,
             stored=counts.stored,
             revised=counts.revised,
@@ -325,6 +343,16 @@ def validate_tz(tz: str) -> str:
             f"--tz: unknown time zone {tz!r}; use an IANA name such as UTC or America/New_York"
         ) from None
     return tz
+
+
+def validate_source(source: str) -> str:
+    """`source` if it names a source: 1-64 letters, digits, `.`, `_` or `-`, starting alnum."""
+    if not SOURCE_NAME.fullmatch(source):
+        raise ParameterError(
+            f"--source: {source!r} is not a source name "
+            "(1-64 letters, digits, '.', '_' or '-', starting with a letter or digit)"
+        )
+    return source
 
 
 def validate_symbol(symbol: str) -> str:

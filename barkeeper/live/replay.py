@@ -11,8 +11,6 @@ and rolls `session_data`; the upkeep side runs cycles on the session clock and t
 from __future__ import annotations
 
 import functools
-import importlib
-import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -27,7 +25,6 @@ import pandas as pd
 from barkeeper.core.calendar import Calendar, SessionMinutes
 from barkeeper.core.kernels import DAILY, BucketLayout, bucket_layout, derive
 from barkeeper.core.panel import Panel
-from barkeeper.errors import ParameterError
 from barkeeper.live.coordinator import BacktestStreamCoordinator
 from barkeeper.live.faults import FaultConfig, inject
 from barkeeper.live.run_changes import SourceSlice, source_slice
@@ -71,6 +68,9 @@ class ReplayPlan:
     reports_url: str | None = None
     prefetch: bool = True
     handlers: tuple[str, ...] = ()
+    feed: str = "default"  # the feed's source name (a feed file's name)
+    feed_file: str = ""  # a file streamed as the feed instead of a source
+    backfill: tuple[str, ...] = ("default",)  # sources the upkeep fills from, in order
 
 
 @dataclass
@@ -95,6 +95,8 @@ class SessionOutcome:
     bars: pd.DataFrame
     rejected: pd.DataFrame
     users: int = 0
+    discrepancies: pd.DataFrame = field(default_factory=pd.DataFrame)
+    comparisons: pd.DataFrame = field(default_factory=pd.DataFrame)  # the cross_source frame
 
 
 @dataclass
@@ -152,6 +154,7 @@ class Replay:
     on_progress: Callable[[float], None] | None = None
     final: FinalChecks | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
+    feed_file: dict[str, Any] = field(default_factory=dict)  # what a feed file held
 
     def __post_init__(self) -> None:
         for session in self.plan.sessions:
@@ -199,13 +202,14 @@ class Replay:
     # -- loading -----------------------------------------------------------------------------
 
     def load(self, session: date) -> LoadedSession:
-        """Read a session's bars from the repository and pass them through the fault injector."""
+        """Read a session's bars from the feed and pass them through the fault injector."""
         began = perf_counter()
         minutes = self.calendar.session_minutes(session, self.plan.extended_hours)
         layouts = self.layouts(minutes)
         window = self.day_window(session)
         bars = self.read_bars(self.plan.symbols, *window)
-        self.sources[session] = source_slice(bars, minutes, self.plan.symbols, window)
+        base = "" if self.plan.feed_file else self.plan.feed  # a feed file: no repository base
+        self.sources[session] = source_slice(bars, minutes, self.plan.symbols, window, base)
         inside = np.isin(bars["ts"].to_numpy(), minutes.minutes)
         outside = bars.loc[~inside].groupby("symbol").size()
         faulted = inject(bars.loc[inside].reset_index(drop=True), self.plan.faults)
@@ -313,56 +317,6 @@ class Replay:
         self.upkeep.final_pass()
         on_validate(True)  # the rejected bars still unreported; the checkpoint checks the rest
         return True
-
-
-def handler_factory(path: str) -> Callable[[SessionData], Any]:
-    """The factory named by an import path "package.module:factory".
-
-    Raises
-    ------
-    ParameterError
-        The module does not import, or it has no callable of that name.
-    """
-    module_name, _, name = path.partition(":")
-    if not module_name or not name:
-        raise ParameterError(f"handlers: {path!r} is not an import path like 'package.module:name'")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ParameterError(
-            f"handlers: cannot import {module_name!r} of {path!r}: {error}"
-        ) from None
-    for part in name.split("."):
-        target = getattr(target, part, None)
-    if not callable(target):
-        raise ParameterError(f"handlers: {path!r} names no callable factory in {module_name!r}")
-    return target
-
-
-def attach_handlers(
-    coordinator: BacktestStreamCoordinator, data: SessionData, paths: tuple[str, ...]
-) -> list[Any]:
-    """Build each path's handler from `data` and register it, with its session events if any.
-
-    A handler is a callable `(symbol, ts, open, high, low, close, volume)`, sync or async,
-    optionally with `on_session_start(session)` / `on_session_end(session)` methods.
-    """
-    handlers = []
-    for path in paths:
-        handler = handler_factory(path)(data)
-        if not callable(handler):
-            raise ParameterError(f"handlers: {path!r} returned {handler!r}, not a bar handler")
-        # An instance with `async def __call__` is registered by its bound method, which the
-        # coordinator recognises as a coroutine function and awaits.
-        method = inspect.getattr_static(handler, "__call__", None)
-        async_method = not inspect.isroutine(handler) and inspect.iscoroutinefunction(method)
-        coordinator.register_handler(handler.__call__ if async_method else handler)
-        on_start = getattr(handler, "on_session_start", None)
-        on_end = getattr(handler, "on_session_end", None)
-        if on_start is not None or on_end is not None:
-            coordinator.add_session_listener(on_start, on_end)
-        handlers.append(handler)
-    return handlers
 
 
 def _next_after(clock: int, due: int, step: int) -> int:

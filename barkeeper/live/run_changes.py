@@ -30,6 +30,7 @@ from barkeeper.core.fingerprint import slice_digests
 from barkeeper.core.panel import PRICE_COLUMNS, Panel
 from barkeeper.live.session_records import Provenance
 from barkeeper.live.session_results import PROVENANCE_NAMES, SessionState
+from barkeeper.live.sources import NO_SOURCE
 from models.run_bars import write_session_bars
 
 SYMBOLS_PER_CHUNK = 500
@@ -41,32 +42,45 @@ class SourceSlice:
     """The repository's bars of one session as the run read them.
 
     `panel` holds the bars at the session's minutes (what the run's series starts from);
-    `digests` fingerprints every symbol's rows of the read `window` (the local day).
+    `digests` fingerprints every symbol's rows of the read `window` (the local day); `source`
+    names the repository source read ("" when the feed was a file: an empty base).
     """
 
     panel: Panel
     digests: pd.DataFrame
     window: tuple[int, int]
+    source: str
 
 
 def source_slice(
-    bars: pd.DataFrame, minutes: SessionMinutes, symbols: tuple[str, ...], window: tuple[int, int]
+    bars: pd.DataFrame,
+    minutes: SessionMinutes,
+    symbols: tuple[str, ...],
+    window: tuple[int, int],
+    source: str,
 ) -> SourceSlice:
-    """Fingerprint the rows read for a session and lay its in-session bars out as a panel."""
+    """Fingerprint the rows of `source` read for a session and lay its in-session bars out as
+    a panel; with no source (a feed file) the base is empty and every kept bar is a change."""
+    if not source:
+        bars = bars.iloc[:0]
     panel = Panel.empty(symbols, minutes.minutes)
     panel.fill(bars)
-    return SourceSlice(panel=panel, digests=slice_digests(bars, symbols), window=window)
+    return SourceSlice(
+        panel=panel, digests=slice_digests(bars, symbols), window=window, source=source
+    )
 
 
 def session_changes(state: SessionState, source: SourceSlice, rows: slice) -> pd.DataFrame:
     """The run_bar changes of the panel rows `rows`: every slot that differs from the source.
 
     A slot is unchanged only when the run ended with a feed bar equal (all five values) to
-    the repository's bar there. A bar equal to the repository's under another provenance (a
-    backfill, a repair) is stored with NULL prices: only its provenance changed. A slot the
-    run ended without, where the repository has a bar, gets a `none` marker.
+    the repository's bar there (the source slice is the feed source's). A bar equal to the
+    repository's under another provenance (a backfill, a repair, from any source) is stored
+    with NULL prices: only its provenance and source changed. A slot the run ended without,
+    where the repository has a bar, gets a `none` marker. Every change names its source.
     """
     prov = state.provenance[rows]
+    codes = state.source_codes()[rows]
     have = prov != Provenance.NONE
     repo = source.panel.present[rows]
     equal = have & repo
@@ -84,6 +98,9 @@ def session_changes(state: SessionState, source: SourceSlice, rows: slice) -> pd
                 for name in PRICE_COLUMNS
             },
             "provenance": pd.Series(prov[r, c]).map(PROVENANCE_NAMES).to_numpy(dtype=object),
+            "source": pd.Series(codes[r, c])
+            .map({NO_SOURCE: "", **dict(enumerate(state.source_names))})
+            .to_numpy(dtype=object),
         }
     )
 
@@ -106,6 +123,7 @@ def persist_session_bars(
         "derived": ",".join(str(n) for n in sorted(state.derived)),
         "window_start": source.window[0],
         "window_end": source.window[1],
+        "source": source.source,
     }
     return write_session_bars(
         engine, run_id, minutes.session, spec, source.digests, _chunks(state, source)

@@ -7,6 +7,7 @@ when the upkeep happened to run.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,7 @@ from barkeeper.core.calendar import POST, PRE, REGULAR, SessionMinutes
 from barkeeper.core.kernels import DerivedBars, bar_quality, find_gaps
 from barkeeper.core.panel import PRICE_COLUMNS, Panel
 from barkeeper.live.session_data import Provenance
+from barkeeper.live.sources import NO_SOURCE, slot_source_codes, source_counts
 from barkeeper.live.upkeep import SlotState
 
 SEGMENT_NAMES = {REGULAR: "regular", PRE: "pre", POST: "post"}
@@ -40,12 +42,17 @@ CONTRACT_FIGURES = (
 )
 """Per-symbol figures of the JSON contract (DESIGN.md), besides `validation_success`."""
 EXTRA_FIGURES = ("no_trade_bars", "synthetic_bars", "outside_bars")
+SOURCE_FIGURES = ("sources", "feed_gaps", "discrepancies")
+"""Per-symbol figures of several sources: {source: bars}, minutes filled, disagreements."""
 
 
 def symbol_figures(row: Any) -> dict[str, Any]:
     """A metrics row (namedtuple) as plain JSON values: the contract's figures, then extras."""
-    names = (*CONTRACT_FIGURES, "validation_success", *EXTRA_FIGURES)
-    return {name: _plain(getattr(row, name, None)) for name in names}
+    names = (*CONTRACT_FIGURES, "validation_success", *EXTRA_FIGURES, *SOURCE_FIGURES)
+    figures = {name: _plain(getattr(row, name, None)) for name in names}
+    if isinstance(figures["sources"], str):
+        figures["sources"] = json.loads(figures["sources"])
+    return figures
 
 
 def _plain(value: Any) -> Any:
@@ -65,6 +72,19 @@ class SessionState:
     derived: dict[int, DerivedBars]
     outside_bars: pd.Series
     quarantined: np.ndarray | None = None  # (S, M) bool: minutes whose rows were all quarantined
+    origin: np.ndarray | None = None  # index into `backfill` of each bar a source wrote
+    feed: str = "default"  # the feed's source name
+    backfill: tuple[str, ...] = ("default",)  # the backfill sources, in order
+    disagreements: np.ndarray | None = None  # bool (S, M): feed and a source disagree
+
+    @property
+    def source_names(self) -> tuple[str, ...]:
+        """Names by source code: the feed's, then the backfill sources' (see source_codes)."""
+        return (self.feed, *self.backfill)
+
+    def source_codes(self) -> np.ndarray:
+        """Per slot: 0 the feed's bar, 1 + i backfill source i's, -1 none or synthetic."""
+        return slot_source_codes(self.provenance, self.origin)
 
 
 def quarantined_mask(
@@ -110,6 +130,8 @@ def session_metrics(state: SessionState) -> pd.DataFrame:
     real = _real(state.provenance)
     fed = _fed(state.provenance)
     categories = slot_categories(state)
+    codes = state.source_codes()
+    disagreements = state.disagreements
     frames = []
     segments = np.unique(state.minutes.segment)
     for segment in segments:
@@ -134,6 +156,9 @@ def session_metrics(state: SessionState) -> pd.DataFrame:
                 "no_trade_bars": (missed & (cat == GAP_NO_TRADE)).sum(axis=1),
                 "synthetic_bars": (prov == Provenance.SYNTHETIC).sum(axis=1),
                 "outside_bars": 0,
+                "feed_gaps": (prov == Provenance.BACKFILL).sum(axis=1),
+                "discrepancies": 0 if disagreements is None else disagreements[:, cols].sum(axis=1),
+                "sources": source_counts(codes[:, cols], state.source_names),
             }
         )
         if segment == REGULAR:
@@ -174,7 +199,9 @@ def session_gaps(state: SessionState, max_retries: int) -> pd.DataFrame:
 
 def session_bars(state: SessionState) -> pd.DataFrame:
     """The session's 1m bars with provenance, then its derived bars: the run's full series."""
-    return series_bars(state.panel, state.provenance, state.derived)
+    return series_bars(
+        state.panel, state.provenance, state.derived, state.source_codes(), state.source_names
+    )
 
 
 PROVENANCE_NAMES = {p.value: p.name.lower() for p in Provenance}
@@ -182,11 +209,16 @@ PROVENANCE_NAMES = {p.value: p.name.lower() for p in Provenance}
 
 
 def series_bars(
-    panel: Panel, provenance: np.ndarray, derived: dict[int, DerivedBars]
+    panel: Panel,
+    provenance: np.ndarray,
+    derived: dict[int, DerivedBars],
+    codes: np.ndarray,
+    names: tuple[str, ...],
 ) -> pd.DataFrame:
     """Bars of a panel (slots with a provenance), then `derived`'s non-empty buckets.
 
-    Columns symbol, interval, ts, OHLCV, provenance, constituents, expected_constituents;
+    Columns symbol, interval, ts, OHLCV, provenance, constituents, expected_constituents,
+    source (`names[code]` of each 1m slot's `codes`, "" for NO_SOURCE and derived bars);
     1m rows by symbol then ts, then each interval's rows by symbol then ts.
     """
     rows, cols = np.nonzero(provenance != Provenance.NONE)
@@ -200,6 +232,7 @@ def series_bars(
             "provenance": pd.Series(provenance[rows, cols]).map(PROVENANCE_NAMES),
             "constituents": 1,
             "expected_constituents": 1,
+            "source": pd.Series(codes[rows, cols]).map({NO_SOURCE: "", **dict(enumerate(names))}),
         }
     )
     frames = [one_minute]
@@ -215,6 +248,7 @@ def series_bars(
                     "provenance": "derived",
                     "constituents": bars.count[r, b].astype(np.int64),
                     "expected_constituents": bars.expected[b].astype(np.int64),
+                    "source": "",
                 }
             )
         )

@@ -93,10 +93,14 @@ class SessionWrites:
         close: np.ndarray,
         volume: np.ndarray,
         provenance: Provenance,
+        *,
+        replace: bool = False,
     ) -> np.ndarray:
         """Scatter-write bars into (symbol, minute) slots: backfill, repair, late bars.
 
         Returns a boolean mask of the rows written; a slot given twice keeps the last row.
+        `replace` lands a non-feed bar whatever the slot holds (a backfill source's bar kept
+        over a disagreeing feed bar, `--prefer backfill`).
         """
         prov = Provenance(provenance)
         if prov == Provenance.NONE:
@@ -116,7 +120,7 @@ class SessionWrites:
         last[len(rows) - 1 - last_rev] = True
         with self._mutating():
             cur = self._require_current()
-            if prov != Provenance.FEED:
+            if prov != Provenance.FEED and not replace:
                 last &= self._allowed(cur, rows, cols, prov)
             r, c = rows[last], cols[last]
             for name, v in zip(PRICE_COLUMNS, values, strict=True):

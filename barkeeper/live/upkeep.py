@@ -1,8 +1,10 @@
 """The data upkeep: keeps the running session's bars complete and correct.
 
 One `cycle` repairs bars that fail the hard OHLC checks, backfills missing minutes from the
-repository (one batched read per cycle, per-minute retry tracking with backoff), classifies what
-stays missing, extends derived bars over the buckets that changed and recomputes quality.
+backfill sources in order (one batched read per source per cycle, per-minute retry tracking with
+backoff), compares feed bars with the backfill sources when the feed is not one of them,
+classifies what stays missing, extends derived bars over the buckets that changed and
+recomputes quality.
 `final_pass` at the close does the same over the whole session until nothing is left to do, so
 the end state does not depend on pacing or on the check interval.
 
@@ -13,7 +15,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Literal, Protocol
@@ -26,13 +28,14 @@ from barkeeper.core.kernels import BucketLayout, bar_quality, derive
 from barkeeper.core.panel import PRICE_COLUMNS, Panel
 from barkeeper.live.session_data import SessionData
 from barkeeper.live.session_records import Provenance
+from barkeeper.live.sources import AGREE, NO_SOURCE, Reconciliation, disagreement
 from barkeeper.quality.frames import hard_check_failures
 
 log = logging.getLogger(__name__)
 
 
 class BarSource(Protocol):
-    """Where backfills and repairs come from: the bar repository."""
+    """Where backfills and repairs come from: a named source of the bar repository."""
 
     def fetch(self, keys: pd.DataFrame) -> pd.DataFrame:
         """Bars (BAR_COLUMNS) at the (symbol, ts) `keys` that exist; raises if unavailable."""
@@ -43,8 +46,8 @@ class SlotState(IntEnum):
     """What the upkeep concluded about a minute that has no bar."""
 
     OPEN = 0  # not settled: will be tried (again)
-    NO_TRADE = 1  # the repository answered and has no bar: nobody traded
-    UNFILLABLE = 2  # the repository failed on every one of the allowed attempts
+    NO_TRADE = 1  # every backfill source answered and none has a bar: nobody traded
+    UNFILLABLE = 2  # the sources failed on every one of the allowed attempts
 
 
 @dataclass(frozen=True)
@@ -56,6 +59,23 @@ class UpkeepConfig:
     auto_compute_derived: bool = True
     fill_policy: Literal["none", "ffill"] = "none"
     final_backoff_s: float = 0.05
+    reconcile: bool = False  # compare feed bars with the backfill sources (feed not among them)
+    prefer: Literal["feed", "backfill"] = "feed"  # which bar is kept where they differ
+    tolerance_bps: float = 5.0  # prices agree within this many basis points
+    volume_tolerance: float = 0.10  # volumes agree within this share of the larger one
+
+
+@dataclass(frozen=True)
+class Fetched:
+    """What the backfill sources hold at a batch of keys, aligned with the keys."""
+
+    ok: np.ndarray  # bool (n,): some source has the bar
+    source: np.ndarray  # int (n,): index of the first source that has it, else NO_SOURCE
+    bars: np.ndarray  # float (n, 5) OHLCV, NaN where no source has it
+    answered: bool  # every source asked answered (a key not found is in none of them)
+
+    def part(self, part: slice) -> Fetched:
+        return Fetched(self.ok[part], self.source[part], self.bars[part], self.answered)
 
 
 @dataclass
@@ -71,19 +91,20 @@ class UpkeepStats:
 
 
 class Upkeep:
-    """Upkeep of one `SessionData` against one `BarSource`."""
+    """Upkeep of one `SessionData` against its backfill sources (a `BarSource` or a list, in
+    the order they are asked)."""
 
     def __init__(
         self,
         data: SessionData,
-        source: BarSource,
+        sources: BarSource | Sequence[BarSource],
         config: UpkeepConfig,
         *,
         on_changed: Callable[[np.ndarray], None] | None = None,
         on_rejected: Callable[[pd.DataFrame], None] | None = None,
     ) -> None:
         self.data = data
-        self.source = source
+        self.sources = list(sources) if isinstance(sources, list | tuple) else [sources]
         self.config = config
         self.on_changed = on_changed
         self.on_rejected = on_rejected
@@ -99,6 +120,9 @@ class Upkeep:
         self.next_cycle = np.zeros(shape, dtype=np.int32)
         self.derived_ready: set[int] = set()
         self.unrepaired = np.zeros(shape, dtype=bool)  # bad bars whose repair read failed
+        self.origin = np.full(shape, NO_SOURCE, dtype=np.int8)  # source of each bar written
+        self.reconciled = np.zeros(shape, dtype=bool)  # feed bars compared with the sources
+        self.reconciliation = Reconciliation(shape)
         self.resync = False  # a failed cycle may have consumed changes: recheck everything
         self.stats = UpkeepStats()
 
@@ -125,7 +149,11 @@ class Upkeep:
         upto = len(self.minutes.minutes)
         for attempt in range(self.config.max_retries + 2):
             wrote = self._step(upto, final=True)
-            unsettled = self._open_missing(upto).any() or self.unrepaired.any()
+            unsettled = (
+                self._open_missing(upto).any()
+                or self.unrepaired.any()
+                or len(self._due_comparisons(upto)[0]) > 0
+            )
             if not wrote and not unsettled:
                 break
             if unsettled:
@@ -141,8 +169,16 @@ class Upkeep:
         changed = self.snapshot.dirty
         if self.resync:
             changed |= self.snapshot.panel.present
-        wrote = self._repair(changed)
-        wrote |= self._backfill(upto, final=final)
+        self.reconciled &= ~changed  # a feed bar delivered again is compared again
+        bad = self._bad_bars(changed)
+        due = self._due_missing(upto, final=final)
+        compare = self._due_comparisons(upto, bad)
+        rows, cols = (np.concatenate(parts) for parts in zip(bad, due, compare, strict=True))
+        fetched = self._fetch(rows, cols)
+        n_bad, n_due = len(bad[0]), len(due[0])
+        wrote = self._repair(*bad, fetched.part(slice(0, n_bad)))
+        wrote |= self._backfill(*due, fetched.part(slice(n_bad, n_bad + n_due)))
+        wrote |= self._reconcile(*compare, fetched.part(slice(n_bad + n_due, None)))
         changed |= wrote
         after = self.data.panel_snapshot() if wrote.any() else self.snapshot
         if self.config.auto_compute_derived:
@@ -155,32 +191,51 @@ class Upkeep:
 
     # -- repair ------------------------------------------------------------------------------
 
-    def _repair(self, changed: np.ndarray) -> np.ndarray:
-        """Replace bars that fail the hard OHLC checks with the repository's bar.
-
-        Bad bars whose repository read failed stay in `unrepaired` and are tried again.
-        """
+    def _bad_bars(self, changed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) of changed bars (or bars still unrepaired) failing the hard checks."""
         rows, cols = np.nonzero((changed | self.unrepaired) & self.snapshot.panel.present)
-        written = np.zeros_like(changed)
         if not len(rows):
-            return written
+            return rows, cols
         frame = self._frame(rows, cols)
         bad = hard_check_failures(frame)
         retried = self.unrepaired[rows, cols]
         self.unrepaired[rows, cols] = False
-        if not bad.any():
-            return written
         if self.on_rejected is not None and (bad & ~retried).any():
             self.on_rejected(frame.loc[bad & ~retried])
-        rows, cols = rows[bad], cols[bad]
-        found = self._fetch(rows, cols)
-        if found is None:
-            self.unrepaired[rows, cols] = True
+        return rows[bad], cols[bad]
+
+    def _repair(self, rows: np.ndarray, cols: np.ndarray, fetched: Fetched) -> np.ndarray:
+        """Replace bad bars with the first backfill source's bar that has one.
+
+        Bad bars whose source reads failed stay in `unrepaired` and are tried again.
+        """
+        if not fetched.answered:
+            self.unrepaired[rows[~fetched.ok], cols[~fetched.ok]] = True
+        written = self._write(rows, cols, fetched, Provenance.REPAIRED)
+        self.stats.repaired += int(written.sum())
+        return written
+
+    def _write(
+        self,
+        rows: np.ndarray,
+        cols: np.ndarray,
+        fetched: Fetched,
+        provenance: Provenance,
+        *,
+        replace: bool = False,
+    ) -> np.ndarray:
+        """Write the found bars at (rows, cols); the (S, M) mask of slots written."""
+        written = np.zeros(self.state.shape, dtype=bool)
+        ok = fetched.ok
+        if not ok.any():
             return written
-        _, r, c, bars = found
-        kept = self.data.write_bars(r, c, *bars, provenance=Provenance.REPAIRED)
-        self.stats.repaired += int(kept.sum())
-        written[r[kept], c[kept]] = True
+        r, c = rows[ok], cols[ok]
+        kept = self.data.write_bars(
+            r, c, *fetched.bars[ok].T, provenance=provenance, replace=replace
+        )
+        r, c = r[kept], c[kept]
+        self.origin[r, c] = fetched.source[ok][kept]
+        written[r, c] = True
         return written
 
     # -- backfill ----------------------------------------------------------------------------
@@ -191,54 +246,101 @@ class Upkeep:
         out[:, :upto] = missing
         return out
 
-    def _backfill(self, upto: int, *, final: bool) -> np.ndarray:
-        """Fill open missing minutes up to `upto` from the repository, in one batched read."""
+    def _due_missing(self, upto: int, *, final: bool) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) of open missing minutes up to `upto` whose next attempt is due."""
         due = self._open_missing(upto)
         if not final:
             due &= self.next_cycle <= self.stats.cycles
         if not self.config.retry_missing_bars:
             due &= self.retries == 0
-        rows, cols = np.nonzero(due)
-        written = np.zeros_like(due)
-        if not len(rows):
-            return written
-        found = self._fetch(rows, cols)
-        if found is None:  # the repository failed: back off, count the attempt
-            self.retries[rows, cols] += 1
-            wait = 2 ** np.minimum(self.retries[rows, cols], 10).astype(np.int32)
-            self.next_cycle[rows, cols] = self.stats.cycles + wait
-            return written
-        ok, r, c, bars = found
-        kept = self.data.write_bars(r, c, *bars, provenance=Provenance.BACKFILL)
-        self.stats.backfilled += int(kept.sum())
-        written[r[kept], c[kept]] = True
-        self.state[rows[~ok], cols[~ok]] = SlotState.NO_TRADE
+        return np.nonzero(due)
+
+    def _backfill(self, rows: np.ndarray, cols: np.ndarray, fetched: Fetched) -> np.ndarray:
+        """Fill missing minutes from the first source that has them; a minute no source has
+        is a no-trade minute only when every source answered (else it is tried again)."""
+        missing = ~fetched.ok
+        if fetched.answered:
+            self.state[rows[missing], cols[missing]] = SlotState.NO_TRADE
+        elif missing.any():  # a source failed: back off, count the attempt
+            r, c = rows[missing], cols[missing]
+            self.retries[r, c] += 1
+            wait = 2 ** np.minimum(self.retries[r, c], 10).astype(np.int32)
+            self.next_cycle[r, c] = self.stats.cycles + wait
+        written = self._write(rows, cols, fetched, Provenance.BACKFILL)
+        self.stats.backfilled += int(written.sum())
         return written
 
+    # -- reconciliation ----------------------------------------------------------------------
+
+    def _due_comparisons(
+        self, upto: int, bad: tuple[np.ndarray, np.ndarray] | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(rows, cols) of feed bars up to `upto` not yet compared with the backfill sources."""
+        if not self.config.reconcile:
+            return np.zeros(0, np.intp), np.zeros(0, np.intp)
+        due = (self.snapshot.provenance == Provenance.FEED) & ~self.reconciled
+        due[:, upto:] = False
+        if bad is not None:
+            due[bad] = False  # a bar failing the hard checks is repaired, not compared
+        return np.nonzero(due)
+
+    def _reconcile(self, rows: np.ndarray, cols: np.ndarray, fetched: Fetched) -> np.ndarray:
+        """Compare feed bars with the first source holding the same minute; record each
+        disagreement and, with `prefer="backfill"`, keep the source's bar wherever it differs."""
+        done = fetched.ok | fetched.answered
+        self.reconciled[rows[done], cols[done]] = True
+        ok = fetched.ok
+        if not ok.any():
+            return np.zeros(self.state.shape, dtype=bool)
+        r, c = rows[ok], cols[ok]
+        panel = self.snapshot.panel
+        feed = np.column_stack([getattr(panel, name)[r, c] for name in PRICE_COLUMNS])
+        found = fetched.bars[ok]
+        config = self.config
+        kinds = disagreement(feed, found, config.tolerance_bps, config.volume_tolerance)
+        keep_source = config.prefer == "backfill"
+        self.reconciliation.record(r, c, kinds, fetched.source[ok], feed, found, keep_source)
+        differs = keep_source & ((feed != found).any(axis=1) | (kinds != AGREE))
+        sub = Fetched(differs, fetched.source[ok], found, fetched.answered)
+        return self._write(r, c, sub, Provenance.REPAIRED, replace=True)
+
     def _give_up(self, upto: int) -> None:
-        """After the final retries, minutes the repository never answered for are unfillable."""
+        """After the final retries, minutes the sources never answered for are unfillable."""
         open_ = self._open_missing(upto)
         limit = self.config.max_retries if self.config.retry_missing_bars else 0
         self.state[open_ & (self.retries > limit)] = SlotState.UNFILLABLE
 
-    def _fetch(
-        self, rows: np.ndarray, cols: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, ...]] | None:
-        """Repository bars at (rows, cols): (found mask, rows, cols, OHLCV arrays) or None."""
+    def _fetch(self, rows: np.ndarray, cols: np.ndarray) -> Fetched:
+        """The sources' bars at (rows, cols): one read per source, for keys no earlier had."""
+        n = len(rows)
+        shape = (n, len(PRICE_COLUMNS))
+        fetched = Fetched(
+            np.zeros(n, bool), np.full(n, NO_SOURCE, np.int8), np.full(shape, np.nan), True
+        )
         symbols = np.asarray(self.data.symbols, dtype=object)
-        keys = pd.DataFrame({"symbol": symbols[rows], "ts": self.minutes.minutes[cols]})
-        try:
-            bars = self.source.fetch(keys)
-        except Exception as error:  # the repository is down or timed out: retried later
-            self.stats.fetch_errors += 1
-            log.warning("repository read of %d bars failed: %s", len(keys), error)
-            return None
-        index = pd.MultiIndex.from_arrays([bars["symbol"], bars["ts"]])
-        pos = index.get_indexer(pd.MultiIndex.from_arrays([keys["symbol"], keys["ts"]]))
-        ok = pos >= 0
-        hit = pos[ok]
-        arrays = tuple(bars[name].to_numpy(dtype=np.float64)[hit] for name in PRICE_COLUMNS)
-        return ok, rows[ok], cols[ok], arrays
+        answered = True
+        for i, source in enumerate(self.sources):
+            todo = np.flatnonzero(~fetched.ok)
+            if not len(todo):
+                break
+            keys = pd.DataFrame(
+                {"symbol": symbols[rows[todo]], "ts": self.minutes.minutes[cols[todo]]}
+            )
+            try:
+                bars = source.fetch(keys)
+            except Exception as error:  # the source is down or timed out: retried later
+                self.stats.fetch_errors += 1
+                answered = False
+                log.warning("read of %d bars from source %d failed: %s", len(keys), i, error)
+                continue
+            index = pd.MultiIndex.from_arrays([bars["symbol"], bars["ts"]])
+            pos = index.get_indexer(pd.MultiIndex.from_arrays([keys["symbol"], keys["ts"]]))
+            hit = pos >= 0
+            at = todo[hit]
+            fetched.ok[at] = True
+            fetched.source[at] = i
+            fetched.bars[at] = bars[list(PRICE_COLUMNS)].to_numpy(dtype=np.float64)[pos[hit]]
+        return Fetched(fetched.ok, fetched.source, fetched.bars, answered)
 
     # -- fill policy -------------------------------------------------------------------------
 

@@ -15,7 +15,6 @@ offline desk.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -27,6 +26,7 @@ from typing import Any
 
 import pandas as pd
 
+from barkeeper.quality.doc_views import view_config
 from barkeeper.quality.frames import prepare_session_quality
 from barkeeper.quality.offline_assets import copy_vendor_assets, localise_pages
 from barkeeper.quality.suites import (
@@ -61,64 +61,6 @@ class RunReport:
     seconds: float = 0.0
 
 
-# ---------------------------------------------------------------- page views
-
-# GX views compile their Jinja templates afresh for every Data Docs build (a new Environment per
-# view), ~0.35 s a build. These views share one in-memory bytecode cache per process instead;
-# its keys include each template's source checksum. GX instantiates views from module and class
-# names, so the module-level `__getattr__` below defines them on first use (GX imports slowly).
-_CACHED_VIEWS = {
-    "CachedPageView": "DefaultJinjaPageView",
-    "CachedIndexPageView": "DefaultJinjaIndexPageView",
-}
-
-
-def __getattr__(name: str) -> type:
-    if name in _CACHED_VIEWS:
-        return _cached_view(_CACHED_VIEWS[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@functools.cache
-def _template_bytecode() -> Any:
-    from jinja2 import BytecodeCache
-
-    class MemoryBytecodeCache(BytecodeCache):
-        def __init__(self) -> None:
-            self.codes: dict[str, bytes] = {}
-
-        def load_bytecode(self, bucket: Any) -> None:
-            code = self.codes.get(bucket.key)
-            if code is not None:
-                bucket.bytecode_from_string(code)
-
-        def dump_bytecode(self, bucket: Any) -> None:
-            self.codes[bucket.key] = bucket.bytecode_to_string()
-
-    return MemoryBytecodeCache()
-
-
-@functools.cache
-def _cached_view(base_name: str) -> type:
-    from great_expectations.render import view
-
-    base = getattr(view, base_name)
-
-    def __init__(
-        self: Any,
-        custom_styles_directory: str | None = None,
-        custom_views_directory: str | None = None,
-    ) -> None:
-        base.__init__(self, custom_styles_directory, custom_views_directory)
-        self.env.bytecode_cache = _template_bytecode()
-
-    return type(f"Cached{base_name}", (base,), {"__init__": __init__})
-
-
-def _view(name: str) -> dict[str, str]:
-    return {"module_name": __name__, "class_name": name}
-
-
 # ---------------------------------------------------------------- the checkpoint
 
 
@@ -147,8 +89,8 @@ def docs_context(data_docs_dir: Path, keep_results: int = DEFAULT_KEEP_RESULTS) 
                 "class_name": "SiteBuilder",
                 "show_how_to_buttons": False,
                 "site_section_builders": {
-                    "expectations": {"view": _view("CachedPageView")},
-                    "validations": {"view": _view("CachedPageView")},
+                    "expectations": {"view": view_config("CachedPageView")},
+                    "validations": {"view": view_config("CachedPageView")},
                 },
                 "store_backend": {
                     "class_name": "TupleFilesystemStoreBackend",
@@ -157,7 +99,7 @@ def docs_context(data_docs_dir: Path, keep_results: int = DEFAULT_KEEP_RESULTS) 
                 "site_index_builder": {
                     "class_name": "DefaultSiteIndexBuilder",
                     "validation_results_limit": keep_results,
-                    "view": _view("CachedIndexPageView"),
+                    "view": view_config("CachedIndexPageView"),
                 },
             }
         },

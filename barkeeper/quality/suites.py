@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 SUITES_DIR = Path(__file__).resolve().parents[2] / "expectations"
-SUITE_NAMES = ("bars_1m", "bars_derived", "session_quality")
+SUITE_NAMES = ("bars_1m", "bars_derived", "session_quality", "cross_source")
 SEVERITIES = ("critical", "warning")
 CONDITION = re.compile(r"\s*(>=|>)\s*(\d+)\s*")
 DEFAULT_CONDITION = ">0"

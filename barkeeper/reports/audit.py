@@ -27,12 +27,13 @@ from barkeeper.live.session_results import (
 )
 from barkeeper.live.upkeep import SlotState
 from barkeeper.quality.validation import SuiteResult
+from models.tables import DEFAULT_SOURCE
 
 DAY_OPEN, DAY_CLOSE = time(4, 0), time(20, 0)
 """The window of exchange-local time whose bars a session may own (as in a replay)."""
 
-DERIVED_SOURCE = "derived"
-"""`bar.source` of the bars an audit materialises."""
+DERIVED_ORIGIN = "derived"
+"""`bar.origin` of the bars an audit materialises (their `bar.source` is the audited source)."""
 
 
 @dataclass(frozen=True)
@@ -113,9 +114,9 @@ class SessionAudit:
             for n, bars in sorted(self.derived.items())
         ]
         if not frames:
-            return pd.DataFrame(columns=[*BAR_COLUMNS, "interval", "source"])
+            return pd.DataFrame(columns=[*BAR_COLUMNS, "interval", "origin", "source"])
         out = pd.concat(frames, ignore_index=True)
-        return out[[*BAR_COLUMNS, "interval"]].assign(source=DERIVED_SOURCE)
+        return out[[*BAR_COLUMNS, "interval"]].assign(origin=DERIVED_ORIGIN, source=DEFAULT_SOURCE)
 
     def derived_for_validation(self) -> pd.DataFrame:
         """The derived bars with constituent counts, as the `bars_derived` suite reads them."""
@@ -147,8 +148,9 @@ def audit_session(
     bars: pd.DataFrame,
     intervals: Sequence[int],
     quarantined: dict[str, np.ndarray] | None = None,
+    source: str = DEFAULT_SOURCE,
 ) -> SessionAudit:
-    """Audit one session's repository bars against its calendar minutes.
+    """Audit one session's repository bars (of one source) against its calendar minutes.
 
     Parameters
     ----------
@@ -161,6 +163,8 @@ def audit_session(
         expected minutes count as `outside_bars`.
     intervals
         Derived bar sizes in minutes.
+    source
+        The source the bars belong to (named in the figures' `sources`).
 
     Notes
     -----
@@ -184,6 +188,7 @@ def audit_session(
         derived=derived,
         outside_bars=outside.groupby("symbol").size(),
         quarantined=quarantined_mask(panel.symbols, minutes.minutes, quarantined or {}),
+        feed=source,
     )
     return SessionAudit(
         minutes=minutes,

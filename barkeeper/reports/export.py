@@ -12,7 +12,7 @@ from barkeeper.errors import ParameterError
 from barkeeper.reports.rebuild import session_series
 from models.results import resolve_run
 
-EXPORT_COLUMNS = ("timestamp", *PRICE_COLUMNS, "provenance")
+EXPORT_COLUMNS = ("timestamp", *PRICE_COLUMNS, "provenance", "source")
 
 
 def export_bars(
@@ -35,9 +35,12 @@ def export_bars(
 
 
 def export_frame(bars: pd.DataFrame) -> pd.DataFrame:
-    """Bars of one symbol and interval (ts, OHLCV, provenance) as exported: by time, ISO UTC."""
+    """Bars of one symbol and interval (ts, OHLCV, provenance, source) as exported: by time,
+    ISO UTC."""
     frame = bars.sort_values("ts").reset_index(drop=True)
     stamps = ts_to_utc(frame["ts"]).strftime("%Y-%m-%dT%H:%M:%SZ")
-    out = frame.loc[:, [*PRICE_COLUMNS, "provenance"]].astype({"provenance": object})
+    out = frame.loc[:, [*PRICE_COLUMNS, "provenance", "source"]].astype(
+        {"provenance": object, "source": object}
+    )
     out.insert(0, "timestamp", stamps)
     return out.loc[:, list(EXPORT_COLUMNS)]

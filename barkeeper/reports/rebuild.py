@@ -21,6 +21,7 @@ from barkeeper.core.panel import PRICE_COLUMNS, Panel
 from barkeeper.errors import RepositoryChangedError
 from barkeeper.live.session_records import Provenance
 from barkeeper.live.session_results import PROVENANCE_NAMES, series_bars
+from barkeeper.live.sources import NO_SOURCE
 from models.repository import read_bars
 from models.run_bars import (
     FULL_COLUMNS,
@@ -56,19 +57,24 @@ def session_series(
         return copy.drop(columns="session").reset_index(drop=True)
     sources = read_run_sources(engine, run_id, session, symbols)
     names = tuple(sources["symbol"])
-    repository = read_bars(engine, names, spec["window_start"], spec["window_end"])
+    base = spec["source"]  # "" when the feed was a file: the run's changes are every bar
+    window = (spec["window_start"], spec["window_end"] if base else spec["window_start"])
+    repository = read_bars(engine, names, *window, source=base)
     check_sources(run_id, session, sources, slice_digests(repository, names))
     minutes = Calendar(spec["calendar"]).session_minutes(session, spec["extended_hours"])
     panel = Panel.empty(names, minutes.minutes)
     panel.fill(repository)
     provenance = np.where(panel.present, Provenance.FEED, Provenance.NONE).astype(np.uint8)
-    _apply_changes(panel, provenance, read_run_changes(engine, run_id, session, names))
+    codes = np.where(panel.present, 0, NO_SOURCE).astype(np.int8)
+    changes = read_run_changes(engine, run_id, session, names)
+    source_names = (base, *sorted(set(changes["source"]) - {"", base}))
+    _apply_changes(panel, provenance, codes, changes, source_names)
     intervals = [int(n) for n in spec["derived"].split(",") if n]
     derived = {
         n: derive(panel, bucket_layout(minutes.minutes, minutes.segment, n, spec["anchor"]))
         for n in intervals
     }
-    return series_bars(panel, provenance, derived)
+    return series_bars(panel, provenance, derived, codes, source_names)
 
 
 def check_sources(run_id: str, session: date, recorded: pd.DataFrame, now: pd.DataFrame) -> None:
@@ -86,22 +92,31 @@ def check_sources(run_id: str, session: date, recorded: pd.DataFrame, now: pd.Da
         )
 
 
-def _apply_changes(panel: Panel, provenance: np.ndarray, changes: pd.DataFrame) -> None:
-    """Write the run's changes over the repository's bars.
+def _apply_changes(
+    panel: Panel,
+    provenance: np.ndarray,
+    codes: np.ndarray,
+    changes: pd.DataFrame,
+    names: tuple[str, ...],
+) -> None:
+    """Write the run's changes over the repository's bars (and their sources over `codes`,
+    indexes into `names`).
 
     A change with prices replaces the bar; one without keeps the repository's values under
-    its own provenance, or, as a `none` marker, removes the bar.
+    its own provenance and source, or, as a `none` marker, removes the bar.
     """
     if changes.empty:
         return
     rows = pd.Index(panel.symbols).get_indexer(changes["symbol"])
     cols = np.searchsorted(panel.minutes, changes["ts"].to_numpy(dtype=np.int64))
-    codes = changes["provenance"].map(PROVENANCE_CODES).to_numpy(dtype=np.uint8)
-    priced = changes["close"].notna().to_numpy() | (codes == Provenance.NONE)
+    kinds = changes["provenance"].map(PROVENANCE_CODES).to_numpy(dtype=np.uint8)
+    priced = changes["close"].notna().to_numpy() | (kinds == Provenance.NONE)
     for name in PRICE_COLUMNS:
         values = changes[name].to_numpy(dtype=np.float64)
         getattr(panel, name)[rows[priced], cols[priced]] = values[priced]
-    provenance[rows, cols] = codes
+    provenance[rows, cols] = kinds
+    source_codes = {"": NO_SOURCE, **{name: k for k, name in enumerate(names)}}
+    codes[rows, cols] = changes["source"].map(source_codes).to_numpy(dtype=np.int8)
 
 
 def run_series(engine: Engine, run_id: str) -> pd.DataFrame:

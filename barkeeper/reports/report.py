@@ -87,3 +87,12 @@ def render(report: dict[str, Any], console: Console) -> None:
                 {True: "yes", False: "NO", None: "-"}[m.get("validation_success")],
             )
     console.print(table)
+    for session in report["sessions"]:  # several sources: where the bars came from
+        for symbol, m in session["symbols"].items():
+            sources = m.get("sources") or {}
+            if len(sources) > 1 or m.get("discrepancies"):
+                by_source = ", ".join(f"{name} {n}" for name, n in sources.items())
+                console.print(
+                    f"{session['date']} {symbol}: bars by source {by_source}; "
+                    f"feed gaps {m.get('feed_gaps')}; discrepancies {m.get('discrepancies')}"
+                )

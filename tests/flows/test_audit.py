@@ -167,7 +167,7 @@ def test_nightly_audit_ingests_moves_audits_and_reports(
                 ),
                 conn,
             ).set_index("ts")
-        assert set(got["source"]) == {"derived"}
+        assert set(got["origin"]) == {"derived"} and set(got["source"]) == {"default"}
         assert len(got) == len(want)
         cols = ["open", "high", "low", "close", "volume"]
         pd.testing.assert_frame_equal(got.loc[want.index, cols], want[cols], check_names=False)

@@ -87,7 +87,7 @@ def store(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     engine = engine_for(url)
     init_db(engine)
     ingest_file(engine, real_dir / MSFT_FILE)
-    upsert_bars(engine, stray_rows(), source="stray")
+    upsert_bars(engine, stray_rows(), origin="stray")
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BARKEEPER_DATABASE_URL", url)
         patch.setenv("BARKEEPER_REPORTS_DIR", str(tmp / "reports"))

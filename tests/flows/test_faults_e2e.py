@@ -220,7 +220,7 @@ def test_a_write_waits_for_a_locked_store_and_succeeds(sqlite_url: str) -> None:
 
     threading.Thread(target=release).start()
     began = time.perf_counter()
-    counts = upsert_bars(engine_for(sqlite_url), truth, source="locked")
+    counts = upsert_bars(engine_for(sqlite_url), truth, origin="locked")
     waited = time.perf_counter() - began
     holder.close()
     assert released.is_set() and waited >= 1.5  # it waited on busy_timeout, then wrote

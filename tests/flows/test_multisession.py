@@ -26,7 +26,7 @@ from barkeeper.core.panel import PRICE_COLUMNS, utc_to_ts
 from barkeeper.core.synth import symbol_names, synthetic_bars
 from barkeeper.errors import ParameterError
 from barkeeper.live.coordinator import BacktestStreamCoordinator
-from barkeeper.live.replay import attach_handlers
+from barkeeper.live.handlers import attach_handlers
 from barkeeper.live.session_data import SessionData
 from barkeeper.params import ReplayParameters
 from barkeeper.reports.export import export_bars
@@ -128,7 +128,7 @@ def store(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
     engine = engine_for(url)
     init_db(engine)
     for symbol, name in FILES.items():
-        upsert_bars(engine, read_real(real_dir / name, symbol), source=name)
+        upsert_bars(engine, read_real(real_dir / name, symbol), origin=name)
     with pytest.MonkeyPatch.context() as patch:
         patch.setenv("BARKEEPER_DATABASE_URL", url)
         patch.setenv("BARKEEPER_REPORTS_DIR", str(tmp / "reports"))
@@ -288,7 +288,7 @@ def test_last_n_bars_reach_back_over_three_trailing_sessions(harness: None, stor
 
 def test_a_handler_path_that_does_not_resolve_is_a_parameter_error(store: str) -> None:
     from barkeeper.settings import Settings
-    from tasks.replay import preflight
+    from tasks.replay_plan import preflight
 
     for path, words in [
         ("no_such_module_anywhere:factory", "cannot import"),

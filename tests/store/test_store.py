@@ -144,7 +144,7 @@ def test_bulk_insert_conflict_modes(db_url: str) -> None:
     assert insert_rows(engine, Bar, rows, on_conflict="ignore") == 0
     changed = rows | {"close": [1.0, 9.0]}
     assert insert_rows(engine, Bar, changed, on_conflict="update", changed_cols=["close"]) == 1
-    assert read_bars(engine, ["A"], 0, 1000)["close"].tolist() == [1.0, 9.0]
+    assert read_bars(engine, ["A"], 0, 1000, source="s")["close"].tolist() == [1.0, 9.0]
 
 
 def test_bulk_insert_many_rows_on_both_backends(db_url: str) -> None:

@@ -2,7 +2,7 @@
 records with the revised count, content hash and stamp format.
 
 Revision ID: 0005
-Revises: 0003
+Revises: 0004
 Create Date: 2026-12-04 19:30:00
 
 Existing rows keep their values: quarantine rows of earlier imports get an empty content hash
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0005"
-down_revision = "0003"
+down_revision = "0004"
 branch_labels = None
 depends_on = None
 
