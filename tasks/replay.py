@@ -32,7 +32,13 @@ from barkeeper.live.replay import (
 )
 from barkeeper.live.session_checks import final_frames, symbol_success
 from barkeeper.live.session_data import SessionData
-from barkeeper.live.session_results import SessionState, session_bars, session_gaps, session_metrics
+from barkeeper.live.session_results import (
+    SessionState,
+    coverage_codes,
+    session_bars,
+    session_gaps,
+    session_metrics,
+)
 from barkeeper.live.upkeep import Upkeep, UpkeepConfig
 from barkeeper.params import ReplayParameters
 from barkeeper.quality.data_docs import run_final_checkpoint
@@ -90,6 +96,7 @@ def make_plan(replay: ReplayParameters, settings: Settings, run_id: str) -> Repl
             max_retries=settings.data_upkeep_max_retries,
             auto_compute_derived=settings.data_upkeep_auto_compute_derived,
             fill_policy=replay.fill_policy,
+            ffill_limit=replay.ffill_limit,
         ),
         faults=FaultConfig(
             drop_rate=faults.drop_rate,
@@ -203,6 +210,7 @@ def capture_outcome(replay: Replay, session: date) -> None:
         slot_state=None if upkeep is None else upkeep.state.copy(),
         derived=derived,
         outside_bars=replay.current.outside_bars,
+        available=replay.current.available,
     )
     replay.outcomes[session] = SessionOutcome(
         state=state,
@@ -211,7 +219,7 @@ def capture_outcome(replay: Replay, session: date) -> None:
         bars=session_bars(state),
         rejected=replay.checks.rejected_frame(state.minutes.minutes),
     )
-    replay.coverage[session] = (state.minutes.minutes, state.provenance)
+    replay.coverage[session] = (state.minutes.minutes, coverage_codes(state))
 
 
 @task(cache_policy=NONE)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -98,3 +99,18 @@ def shown_url(url: str) -> str:
 def database_url(db: str | None) -> str:
     """The store URL: the flag, else the settings (environment, `.env`, default file)."""
     return db or load_settings().database_url
+
+
+def existing_store(db: str | None) -> str:
+    """The store URL, refusing a SQLite file that does not exist (reading must not create it)."""
+    from sqlalchemy.engine import make_url
+
+    url = database_url(db)
+    parsed = make_url(url)
+    path = parsed.database or ""
+    local = parsed.get_backend_name() == "sqlite" and path not in ("", ":memory:")
+    if local and not Path(path).is_file():
+        raise BarkeeperError(
+            f"no store at {path}; create one with `barkeeper import PATH` (or give --db URL)"
+        )
+    return url

@@ -76,6 +76,7 @@ class LoadedSession:
     outside_bars: pd.Series
     fault_counts: dict[str, int]
     seconds: float
+    available: np.ndarray | None = None  # (S, M): the repository has a bar (before faults)
 
 
 @dataclass
@@ -184,7 +185,7 @@ class Replay:
         bars = self.read_bars(self.plan.symbols, *self.day_window(session))
         inside = np.isin(bars["ts"].to_numpy(), minutes.minutes)
         outside = bars.loc[~inside].groupby("symbol").size()
-        faulted = inject(bars.loc[inside].reset_index(drop=True), self.plan.faults)
+        faulted = inject(bars.loc[inside].reset_index(drop=True), self.plan.faults, session)
         return LoadedSession(
             minutes=minutes,
             layouts=layouts,
@@ -192,6 +193,7 @@ class Replay:
             outside_bars=outside,
             fault_counts=faulted.log.counts(),
             seconds=perf_counter() - began,
+            available=_available(bars.loc[inside], self.plan.symbols, minutes.minutes),
         )
 
     def day_window(self, session: date) -> tuple[int, int]:
@@ -336,6 +338,16 @@ def _next_after(clock: int, due: int, step: int) -> int:
     """The first multiple of `step` past `due` that lies after `clock` (skipping missed checks)."""
     missed = max(0, (clock - due) // step + 1)
     return due + missed * step
+
+
+def _available(bars: pd.DataFrame, symbols: tuple[str, ...], minutes: np.ndarray) -> np.ndarray:
+    """(S, M) True where `bars` (symbol, ts inside `minutes`) holds a bar."""
+    mask = np.zeros((len(symbols), len(minutes)), dtype=bool)
+    rows = pd.Index(symbols).get_indexer(bars["symbol"])
+    cols = np.searchsorted(minutes, bars["ts"].to_numpy(dtype=np.int64))
+    keep = rows >= 0
+    mask[rows[keep], cols[keep]] = True
+    return mask
 
 
 def _end(minutes: SessionMinutes) -> int:

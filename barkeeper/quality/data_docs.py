@@ -26,8 +26,9 @@ from typing import Any
 
 import pandas as pd
 
+from barkeeper.core.vocabulary import LEGEND, threshold_legend
 from barkeeper.quality.frames import prepare_session_quality
-from barkeeper.quality.offline_assets import copy_vendor_assets, localise_pages
+from barkeeper.quality.offline_assets import add_legend, copy_vendor_assets, localise_pages
 from barkeeper.quality.suites import (
     SUITE_NAMES,
     load_suite_spec,
@@ -286,6 +287,9 @@ def run_final_checkpoint(
             [index, *pages.values(), *data_docs_dir.glob("expectations/**/*.html")], data_docs_dir
         )
         copy_vendor_assets(data_docs_dir)
+        threshold = params.get("quality_threshold")
+        legend = LEGEND if threshold is None else f"{LEGEND}; {threshold_legend(threshold)}"
+        add_legend([index, *pages.values()], legend)
     results: list[SuiteResult] = []
     for n, result in outcome.items():
         successes = successes_in_suite_order(specs[n], result.results)

@@ -19,7 +19,12 @@ from barkeeper.core.calendar import Calendar, SessionMinutes
 from barkeeper.core.kernels import DerivedBars, bucket_layout, derive, derived_frame
 from barkeeper.core.panel import BAR_COLUMNS, Panel
 from barkeeper.live.session_records import Provenance
-from barkeeper.live.session_results import SessionState, session_gaps, session_metrics
+from barkeeper.live.session_results import (
+    SessionState,
+    coverage_codes,
+    session_gaps,
+    session_metrics,
+)
 from barkeeper.live.upkeep import SlotState
 from barkeeper.quality.validation import SuiteResult
 
@@ -93,6 +98,7 @@ class SessionAudit:
     metrics: pd.DataFrame
     gaps: pd.DataFrame
     derived: dict[int, DerivedBars]
+    coverage: np.ndarray  # coverage codes for the chart: a minute without a bar is no-trade
 
     @property
     def session(self) -> date:
@@ -173,6 +179,7 @@ def audit_session(
         slot_state=slot_state,
         derived=derived,
         outside_bars=outside.groupby("symbol").size(),
+        available=present,
     )
     return SessionAudit(
         minutes=minutes,
@@ -181,6 +188,7 @@ def audit_session(
         metrics=session_metrics(state),
         gaps=session_gaps(state, max_retries=0),
         derived=derived,
+        coverage=coverage_codes(state),
     )
 
 

@@ -276,4 +276,4 @@ def test_coverage_chart_refuses_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="shape"):
         coverage_chart(minutes, np.zeros((2, 9), np.uint8), ["A", "B"], "t")
     with pytest.raises(ValueError, match="codes"):
-        coverage_chart(minutes, np.full((2, 10), 7, np.uint8), ["A", "B"], "t")
+        coverage_chart(minutes, np.full((2, 10), 8, np.uint8), ["A", "B"], "t")
