@@ -30,6 +30,7 @@ from barkeeper.core.panel import Panel
 from barkeeper.errors import ParameterError
 from barkeeper.live.coordinator import BacktestStreamCoordinator
 from barkeeper.live.faults import FaultConfig, inject
+from barkeeper.live.older_bars import RepositoryHistory
 from barkeeper.live.session_checks import CycleChecks
 from barkeeper.live.session_data import SessionData
 from barkeeper.live.session_results import SessionState
@@ -146,6 +147,11 @@ class Replay:
         for session in self.plan.sessions:
             self.started[session] = threading.Event()
             self.settled[session] = threading.Event()
+        self.data.read_older_with(
+            RepositoryHistory(
+                self.calendar, self.read_bars, self.plan.extended_hours, self.plan.anchor
+            )
+        )
 
     def progress(self, sessions_done: int) -> None:
         """Report the share of sessions replayed so far (a Prefect progress artifact)."""

@@ -7,6 +7,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import TypeVar
 
 import numpy as np
@@ -18,6 +19,10 @@ from barkeeper.errors import ParameterError
 from barkeeper.live.session_records import SessionRecord, UnknownSymbolError
 
 T = TypeVar("T")
+
+OlderBars = Callable[[str, int, int, date], dict[str, np.ndarray]]
+"""(symbol, interval, n, before) -> up to the last `n` bars of sessions before `before`, as
+column arrays oldest first: where a read continues past what `session_data` holds."""
 
 OPTIMISTIC_TRIES = 3
 """Lock-free attempts of a read before it takes the lock (see `SessionReads._consistent`)."""
@@ -32,6 +37,11 @@ class SessionReads:
     _clock: int
     _closed: bool
     _version: int
+    _older: OlderBars | None = None
+
+    def read_older_with(self, reader: OlderBars | None) -> None:
+        """Let `last_n_bars` continue into sessions older than the history (the repository)."""
+        self._older = reader
 
     def _consistent(self, read: Callable[..., T], *args: object) -> T:
         """`read(*args)` as of one moment: lock-free while no mutation overlaps it.
@@ -52,8 +62,10 @@ class SessionReads:
     def last_n_bars(self, symbol: str, n: int, interval: int = 1) -> pd.DataFrame:
         """The last `n` existing bars of `symbol` up to the clock, ascending, across sessions.
 
-        Counts back over bars that exist (not clock time), through the history ring, so it
-        returns exactly `n` bars whenever the current session and the history hold them.
+        Counts back over bars that exist (not clock time), through the history ring and then,
+        with a reader set by `read_older_with`, into older sessions of the repository, so it
+        returns exactly `n` bars whenever the repository holds them before the clock (empty
+        sessions, holidays and early closes are simply passed over).
         Columns: ts, open, high, low, close, volume, then provenance (1m) or count and
         expected (derived).
 
@@ -66,12 +78,15 @@ class SessionReads:
             raise ParameterError(f"n: {n} must be zero or more")
         parts: list[dict[str, np.ndarray]] = []
         have = 0
-        for source in self._sources(symbol, interval):
+        sources = self._sources(symbol, interval)
+        for source in sources:
             if have >= n:
                 break
             part = self._tail(source, interval, n - have)
             parts.append(part)
             have += len(part["ts"])
+        if have < n and self._older is not None:
+            parts.append(self._older(symbol, interval, n - have, sources[-1].record.session))
         return _frame(parts[::-1], interval)
 
     async def get_last_n_bars(self, symbol: str, n: int, interval: int = 1) -> pd.DataFrame:
