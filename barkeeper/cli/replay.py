@@ -22,6 +22,7 @@ from barkeeper.cli.app import (
     console,
     database_url,
     existing_store,
+    shown_url,
     user_errors,
 )
 from barkeeper.errors import ParameterError
@@ -239,7 +240,7 @@ def _warn_no_data(report: dict[str, Any]) -> None:
     if pairs and len(empty) == pairs:
         raise ParameterError(
             "no data: no source has a bar of any symbol in these sessions; "
-            "check the dates (`barkeeper sources`) or import the bars first"
+            "check the dates or import the bars first"
         )
 
 
@@ -248,7 +249,7 @@ def run_fanout(parameters: Any, url: str, workers: int) -> dict[str, Any]:
     prepare_run(parameters, url)
     from flows.fanout import replay_fanout
 
-    console.print(f"replaying the sessions on {workers} Dask workers…")
+    console.print(f"replaying the sessions on {workers} Dask workers…")  # progress: stderr
     result = replay_fanout(parameters, workers=workers)
     return {
         "run_id": ",".join(result["run_ids"]),
@@ -329,6 +330,7 @@ def export(
 def demo(db: DbOption = None) -> None:
     """Import the bundled real sample and replay it through a lossy feed."""
     from barkeeper.ingest.files import ingest_file
+    from barkeeper.settings import load_settings
     from models.engine import engine_for
     from models.schema import init_db
 
@@ -338,12 +340,12 @@ def demo(db: DbOption = None) -> None:
     files = sorted(SAMPLE_DIR.glob("*.csv"))
     for path in files:
         result = ingest_file(engine, path)
-        console.print(
+        print(
             f"imported {path.name}: read {result.read}, stored {result.stored}, "
             f"quarantined {result.quarantined}, skipped {result.skipped}"
         )
     symbols = [p.name.split("_", 1)[0] for p in files]
-    console.print(
+    print(
         "replaying the sample with a lossy feed: 5% dropped, an outage 10:00-10:20, "
         "1% corrupted, 1% late, 1% duplicated"
     )
@@ -360,4 +362,19 @@ def demo(db: DbOption = None) -> None:
             "seed": 7,
         },
     )
-    _print_report(run_replay(parameters, url, quiet=False), json_output=False)
+    report = run_replay(parameters, url, quiet=False)
+    _print_report(report, json_output=False)
+    index = (Path(load_settings().reports_dir) / "data_docs" / "index.html").resolve()
+    print(f"\nstore:          {shown_url(url)}")
+    print(f"Data Docs:      {index}")
+    print("next, try:")
+    for line in DEMO_NEXT:
+        print(f"  {line}")
+
+
+DEMO_NEXT = (
+    "barkeeper report --latest            # the run again, with failed expectations",
+    "barkeeper export --latest --symbol DBB --date 2023-07-10 --interval 5",
+    "barkeeper replay --symbols all --start 2023-07-10 --fill-policy ffill --ffill-limit 5",
+)
+"""The three commands the demo suggests (run as written by tests/system/test_first_hour.py)."""

@@ -7,6 +7,7 @@ session (a replay that lost nothing must report what the audit reports).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from datetime import date
 
@@ -20,7 +21,7 @@ from barkeeper.core.calendar import Calendar
 from barkeeper.core.vocabulary import COUNTS
 from barkeeper.params import ReplayParameters
 from barkeeper.reports.audit import audit_session, day_window
-from barkeeper.reports.report import run_report
+from barkeeper.reports.report import failed_expectations, failure_lines, run_report
 from models.engine import engine_for
 from models.repository import read_bars
 from models.results import read_table
@@ -94,6 +95,9 @@ def test_one_lossy_run_holds_every_count_to_its_definition(harness, sample_url: 
         assert m["bar_quality"] == pytest.approx(audit.loc[symbol, "bar_quality"])
     dbb = report["sessions"][0]["symbols"]["DBB"]
     assert dbb["bar_quality"] < 50 and dbb["completeness"] == 100.0  # illiquid, nothing lost
+    # `report` names the symbols of a failed expectation (corrupted bars fail bars_1m checks)
+    lines = failure_lines(failed_expectations(engine, report["run_id"]))
+    assert lines and any(re.search(r"symbols (DBB|FXY|MSFT)", line) for line in lines)
 
 
 def test_a_session_without_data_is_no_data_not_no_trade(harness, sample_url: str) -> None:
