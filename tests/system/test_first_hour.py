@@ -14,8 +14,8 @@ import shlex
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
-import click
 import pytest
 import typer
 from conftest import REPO_ROOT
@@ -29,9 +29,18 @@ BARKEEPER = BIN / "barkeeper"
 
 
 def user_env(tmp_path: Path, **extra: str) -> dict[str, str]:
-    """The environment of a shell in a fresh clone: no store URL, Prefect kept in the clone."""
+    """The environment of a shell in a fresh clone: no store URL, Prefect kept in the clone.
+
+    The ephemeral Prefect API may start slowly on a loaded test machine: it gets 2 minutes.
+    """
     env = {k: v for k, v in os.environ.items() if not k.startswith("BARKEEPER_")}
-    return {**env, "PREFECT_HOME": str(tmp_path / ".prefect"), "COLUMNS": "100", **extra}
+    return {
+        **env,
+        "PREFECT_HOME": str(tmp_path / ".prefect"),
+        "PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS": "120",
+        "COLUMNS": "100",
+        **extra,
+    }
 
 
 def run(args: list[str], env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess:
@@ -47,10 +56,9 @@ def fresh_clone(tmp_path: Path) -> Path:
     return clone
 
 
-def commands() -> dict[str, click.Command]:
-    group = typer.main.get_command(app)
-    assert isinstance(group, click.Group)
-    return dict(group.commands)
+def commands() -> dict[str, Any]:
+    """The CLI's commands by name (typer's click group)."""
+    return dict(typer.main.get_command(app).commands)
 
 
 @pytest.mark.parametrize("name", sorted(commands()))
