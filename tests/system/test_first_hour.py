@@ -8,9 +8,11 @@ read creates no store).
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -132,7 +134,10 @@ def test_a_run_without_any_data_exits_2_with_one_line(tmp_path: Path) -> None:
     barkeeper = str(clone / ".venv" / "bin" / "barkeeper")
     assert run([barkeeper, "import", *map(str, (clone / "data" / "sample").glob("*.csv"))], env,
                clone).returncode == 0  # fmt: skip
-    done = run([barkeeper, "replay", "--symbols", "MSFT", "--start", "2023-07-14"], env, clone)
+    flags = ["--quality-threshold", "90", "--validation-interval", "300", "--calendar", "XNYS"]
+    done = run(
+        [barkeeper, "replay", "--symbols", "MSFT", "--start", "2023-07-14", *flags], env, clone
+    )
     assert done.returncode == 2
     lines = [line for line in done.stderr.splitlines() if line.startswith("barkeeper:")]
     assert lines == [
@@ -141,3 +146,44 @@ def test_a_run_without_any_data_exits_2_with_one_line(tmp_path: Path) -> None:
         "barkeeper: error: no data: no source has a bar of any symbol in these sessions; "
         "check the dates or import the bars first",
     ]
+    with sqlite3.connect(clone / "barkeeper.db") as conn:
+        (parameters,) = conn.execute("SELECT parameters FROM run").fetchone()
+    recorded = json.loads(parameters)
+    assert recorded["quality_threshold"] == 90
+    assert recorded["validation_interval_seconds"] == 300 and recorded["calendar"] == "XNYS"
+
+
+def test_the_table_has_a_row_per_extended_hours_segment() -> None:
+    from rich.console import Console
+
+    from barkeeper.reports.report import render
+
+    figures = {"bar_quality": 50.0, "completeness": 100.0, "actual_bars": 1, "expected_bars": 2}
+    report = {
+        "run_id": "r",
+        "status": "completed",
+        "data_docs": "",
+        "quality_threshold": 95.0,
+        "sessions": [
+            {
+                "date": "2023-07-10",
+                "symbols": {"MSFT": {**figures, "segments": {"pre": figures, "post": figures}}},
+            }
+        ],
+    }
+    console = Console(width=160, record=True)
+    render(report, console)
+    rows = [line for line in console.export_text().splitlines() if "2023-07-10" in line]
+    assert [row.split("│")[2].strip() for row in rows] == ["MSFT", "MSFT (pre)", "MSFT (post)"]
+
+
+def test_bench_says_how_long_and_shows_progress_per_section(tmp_path: Path) -> None:
+    args = ["bench", "--sections", "kernel,coordinator", "--symbols", "10"]
+    done = run([str(BARKEEPER), *args], user_env(tmp_path), tmp_path)
+    assert done.returncode == 0, done.stderr[-2000:]
+    lines = done.stderr.splitlines()
+    assert re.fullmatch(r"bench: 2 section\(s\), about \d+ min on 2 cores .*", lines[0])
+    assert lines[1].startswith("bench: [1/2] kernel (about")
+    assert re.fullmatch(r"bench: kernel done in \d+ s", lines[2])
+    assert lines[3].startswith("bench: [2/2] coordinator (about")
+    assert "kernel" in done.stdout and "coordinator" in done.stdout  # the figures: stdout
