@@ -32,14 +32,6 @@ COUNTS: dict[str, str] = {
 }
 """Each count's definition, in the order tables show them."""
 
-IDENTITIES = (
-    "actual_bars + missing_bars = expected_bars",
-    "feed_missing_bars = backfilled_bars + missing_bars (a repaired bar was delivered)",
-    "missing_bars = no_trade_bars + unfillable_bars once the upkeep has settled the session",
-    "source_bars = actual_bars + unfillable_bars once the upkeep has settled the session",
-)
-"""How the counts add up (held by tests on real runs)."""
-
 LEGEND = (
     "quality = actual/expected bars x 100 (low for illiquid symbols, no loss implied); "
     "completeness = actual/source bars x 100 (100 = nothing lost)"
