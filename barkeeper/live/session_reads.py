@@ -16,7 +16,7 @@ import pandas as pd
 from barkeeper.core.kernels import BucketLayout, DerivedBars, derive
 from barkeeper.core.panel import PRICE_COLUMNS, Panel
 from barkeeper.errors import ParameterError
-from barkeeper.live.session_records import SessionRecord, UnknownSymbolError
+from barkeeper.live.session_records import Provenance, SessionRecord, UnknownSymbolError
 
 T = TypeVar("T")
 
@@ -204,12 +204,16 @@ def _minute_bars(record: SessionRecord, row: int, lo: int, hi: int) -> dict[str,
 def _derive_row(
     record: SessionRecord, row: int, layout: BucketLayout, first: int, stop: int
 ) -> DerivedBars:
-    """Buckets first:stop of one symbol, derived from a one-row view of the 1m arrays."""
+    """Buckets first:stop of one symbol, derived from a one-row view of the 1m arrays; only
+    real minutes count, so a bucket of fill-forward bars only is not read as a bar (as in the
+    derived bars the upkeep stores)."""
     p = record.panel
     one = Panel(
         (p.symbols[row],), p.minutes, *(getattr(p, c)[row : row + 1] for c in PRICE_COLUMNS)
     )
-    return derive(one, layout, np.arange(first, stop))
+    provenance = record.provenance[row : row + 1]
+    real = (provenance != Provenance.NONE) & (provenance != Provenance.SYNTHETIC)
+    return derive(one, layout, np.arange(first, stop), real)
 
 
 def _derived_bars(d: DerivedBars, row: int, keep: np.ndarray) -> dict[str, np.ndarray]:
