@@ -24,20 +24,25 @@ from barkeeper.core.calendar import Calendar
 from barkeeper.errors import ParameterError, StoreError
 from barkeeper.live.coordinator import BacktestStreamCoordinator, parse_speed
 from barkeeper.live.faults import FaultConfig, parse_outage
+from barkeeper.live.handlers import attach_handlers, handler_factory
 from barkeeper.live.replay import (
     LoadedSession,
     Replay,
     ReplayPlan,
     SessionOutcome,
-    attach_handlers,
-    handler_factory,
     live,
     register,
 )
 from barkeeper.live.run_changes import assert_rebuilt, persist_session_bars
 from barkeeper.live.session_checks import final_frames, symbol_success
 from barkeeper.live.session_data import SessionData
-from barkeeper.live.session_results import SessionState, session_bars, session_gaps, session_metrics
+from barkeeper.live.session_results import (
+    SessionState,
+    coverage_codes,
+    session_bars,
+    session_gaps,
+    session_metrics,
+)
 from barkeeper.live.upkeep import Upkeep, UpkeepConfig
 from barkeeper.params import ReplayParameters
 from barkeeper.quality.final_checks import FinalChecks
@@ -111,6 +116,7 @@ def make_plan(replay: ReplayParameters, settings: Settings, run_id: str) -> Repl
             max_retries=settings.data_upkeep_max_retries,
             auto_compute_derived=settings.data_upkeep_auto_compute_derived,
             fill_policy=replay.fill_policy,
+            ffill_limit=replay.ffill_limit,
         ),
         faults=FaultConfig(
             drop_rate=faults.drop_rate,
@@ -258,6 +264,7 @@ def capture_outcome(replay: Replay, session: date) -> None:
         derived=derived,
         outside_bars=replay.current.outside_bars,
         quarantined=replay.quarantined(replay.current.minutes, tuple(snapshot.panel.symbols)),
+        available=replay.current.available,
     )
     replay.outcomes[session] = SessionOutcome(
         state=state,
@@ -267,7 +274,7 @@ def capture_outcome(replay: Replay, session: date) -> None:
         rejected=replay.checks.rejected_frame(state.minutes.minutes),
     )
     if len(replay.coverage) < CHARTED_SESSIONS:
-        replay.coverage[session] = (state.minutes.minutes, state.provenance)
+        replay.coverage[session] = (state.minutes.minutes, coverage_codes(state))
 
 
 def validate_session(run_id: str, session: date) -> None:

@@ -11,8 +11,6 @@ and rolls `session_data`; the upkeep side runs cycles on the session clock and t
 from __future__ import annotations
 
 import functools
-import importlib
-import inspect
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -27,9 +25,9 @@ import pandas as pd
 from barkeeper.core.calendar import Calendar, SessionMinutes
 from barkeeper.core.kernels import DAILY, BucketLayout, bucket_layout, derive
 from barkeeper.core.panel import Panel
-from barkeeper.errors import ParameterError
 from barkeeper.live.coordinator import BacktestStreamCoordinator
 from barkeeper.live.faults import FaultConfig, inject
+from barkeeper.live.older_bars import RepositoryHistory
 from barkeeper.live.run_changes import SourceSlice, source_slice
 from barkeeper.live.session_checks import CycleChecks
 from barkeeper.live.session_data import SessionData
@@ -83,6 +81,7 @@ class LoadedSession:
     outside_bars: pd.Series
     fault_counts: dict[str, int]
     seconds: float
+    available: np.ndarray | None = None  # (S, M): the repository has a bar (before faults)
 
 
 @dataclass
@@ -157,6 +156,11 @@ class Replay:
         for session in self.plan.sessions:
             self.started[session] = threading.Event()
             self.settled[session] = threading.Event()
+        self.data.read_older_with(
+            RepositoryHistory(
+                self.calendar, self.read_bars, self.plan.extended_hours, self.plan.anchor
+            )
+        )
 
     def progress(self, sessions_done: int) -> None:
         """Report the share of sessions replayed so far (a Prefect progress artifact)."""
@@ -208,7 +212,7 @@ class Replay:
         self.sources[session] = source_slice(bars, minutes, self.plan.symbols, window)
         inside = np.isin(bars["ts"].to_numpy(), minutes.minutes)
         outside = bars.loc[~inside].groupby("symbol").size()
-        faulted = inject(bars.loc[inside].reset_index(drop=True), self.plan.faults)
+        faulted = inject(bars.loc[inside].reset_index(drop=True), self.plan.faults, session)
         return LoadedSession(
             minutes=minutes,
             layouts=layouts,
@@ -216,6 +220,7 @@ class Replay:
             outside_bars=outside,
             fault_counts=faulted.log.counts(),
             seconds=perf_counter() - began,
+            available=_available(bars.loc[inside], self.plan.symbols, minutes.minutes),
         )
 
     def quarantined(self, minutes: SessionMinutes, symbols: tuple[str, ...]) -> np.ndarray | None:
@@ -315,60 +320,20 @@ class Replay:
         return True
 
 
-def handler_factory(path: str) -> Callable[[SessionData], Any]:
-    """The factory named by an import path "package.module:factory".
-
-    Raises
-    ------
-    ParameterError
-        The module does not import, or it has no callable of that name.
-    """
-    module_name, _, name = path.partition(":")
-    if not module_name or not name:
-        raise ParameterError(f"handlers: {path!r} is not an import path like 'package.module:name'")
-    try:
-        target: Any = importlib.import_module(module_name)
-    except ImportError as error:
-        raise ParameterError(
-            f"handlers: cannot import {module_name!r} of {path!r}: {error}"
-        ) from None
-    for part in name.split("."):
-        target = getattr(target, part, None)
-    if not callable(target):
-        raise ParameterError(f"handlers: {path!r} names no callable factory in {module_name!r}")
-    return target
-
-
-def attach_handlers(
-    coordinator: BacktestStreamCoordinator, data: SessionData, paths: tuple[str, ...]
-) -> list[Any]:
-    """Build each path's handler from `data` and register it, with its session events if any.
-
-    A handler is a callable `(symbol, ts, open, high, low, close, volume)`, sync or async,
-    optionally with `on_session_start(session)` / `on_session_end(session)` methods.
-    """
-    handlers = []
-    for path in paths:
-        handler = handler_factory(path)(data)
-        if not callable(handler):
-            raise ParameterError(f"handlers: {path!r} returned {handler!r}, not a bar handler")
-        # An instance with `async def __call__` is registered by its bound method, which the
-        # coordinator recognises as a coroutine function and awaits.
-        method = inspect.getattr_static(handler, "__call__", None)
-        async_method = not inspect.isroutine(handler) and inspect.iscoroutinefunction(method)
-        coordinator.register_handler(handler.__call__ if async_method else handler)
-        on_start = getattr(handler, "on_session_start", None)
-        on_end = getattr(handler, "on_session_end", None)
-        if on_start is not None or on_end is not None:
-            coordinator.add_session_listener(on_start, on_end)
-        handlers.append(handler)
-    return handlers
-
-
 def _next_after(clock: int, due: int, step: int) -> int:
     """The first multiple of `step` past `due` that lies after `clock` (skipping missed checks)."""
     missed = max(0, (clock - due) // step + 1)
     return due + missed * step
+
+
+def _available(bars: pd.DataFrame, symbols: tuple[str, ...], minutes: np.ndarray) -> np.ndarray:
+    """(S, M) True where `bars` (symbol, ts inside `minutes`) holds a bar."""
+    mask = np.zeros((len(symbols), len(minutes)), dtype=bool)
+    rows = pd.Index(symbols).get_indexer(bars["symbol"])
+    cols = np.searchsorted(minutes, bars["ts"].to_numpy(dtype=np.int64))
+    keep = rows >= 0
+    mask[rows[keep], cols[keep]] = True
+    return mask
 
 
 def _end(minutes: SessionMinutes) -> int:

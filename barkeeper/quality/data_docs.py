@@ -15,7 +15,6 @@ offline desk.
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 import time
@@ -27,8 +26,10 @@ from typing import Any
 
 import pandas as pd
 
+from barkeeper.core.vocabulary import LEGEND, threshold_legend
+from barkeeper.quality.docs_views import view_config
 from barkeeper.quality.frames import prepare_session_quality
-from barkeeper.quality.offline_assets import copy_vendor_assets, localise_pages
+from barkeeper.quality.offline_assets import add_legend, copy_vendor_assets, localise_pages
 from barkeeper.quality.suites import (
     SUITE_NAMES,
     load_suite_spec,
@@ -61,64 +62,6 @@ class RunReport:
     seconds: float = 0.0
 
 
-# ---------------------------------------------------------------- page views
-
-# GX views compile their Jinja templates afresh for every Data Docs build (a new Environment per
-# view), ~0.35 s a build. These views share one in-memory bytecode cache per process instead;
-# its keys include each template's source checksum. GX instantiates views from module and class
-# names, so the module-level `__getattr__` below defines them on first use (GX imports slowly).
-_CACHED_VIEWS = {
-    "CachedPageView": "DefaultJinjaPageView",
-    "CachedIndexPageView": "DefaultJinjaIndexPageView",
-}
-
-
-def __getattr__(name: str) -> type:
-    if name in _CACHED_VIEWS:
-        return _cached_view(_CACHED_VIEWS[name])
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-@functools.cache
-def _template_bytecode() -> Any:
-    from jinja2 import BytecodeCache
-
-    class MemoryBytecodeCache(BytecodeCache):
-        def __init__(self) -> None:
-            self.codes: dict[str, bytes] = {}
-
-        def load_bytecode(self, bucket: Any) -> None:
-            code = self.codes.get(bucket.key)
-            if code is not None:
-                bucket.bytecode_from_string(code)
-
-        def dump_bytecode(self, bucket: Any) -> None:
-            self.codes[bucket.key] = bucket.bytecode_to_string()
-
-    return MemoryBytecodeCache()
-
-
-@functools.cache
-def _cached_view(base_name: str) -> type:
-    from great_expectations.render import view
-
-    base = getattr(view, base_name)
-
-    def __init__(
-        self: Any,
-        custom_styles_directory: str | None = None,
-        custom_views_directory: str | None = None,
-    ) -> None:
-        base.__init__(self, custom_styles_directory, custom_views_directory)
-        self.env.bytecode_cache = _template_bytecode()
-
-    return type(f"Cached{base_name}", (base,), {"__init__": __init__})
-
-
-def _view(name: str) -> dict[str, str]:
-    return {"module_name": __name__, "class_name": name}
-
-
 # ---------------------------------------------------------------- the checkpoint
 
 
@@ -147,8 +90,8 @@ def docs_context(data_docs_dir: Path, keep_results: int = DEFAULT_KEEP_RESULTS) 
                 "class_name": "SiteBuilder",
                 "show_how_to_buttons": False,
                 "site_section_builders": {
-                    "expectations": {"view": _view("CachedPageView")},
-                    "validations": {"view": _view("CachedPageView")},
+                    "expectations": {"view": view_config("CachedPageView")},
+                    "validations": {"view": view_config("CachedPageView")},
                 },
                 "store_backend": {
                     "class_name": "TupleFilesystemStoreBackend",
@@ -157,7 +100,7 @@ def docs_context(data_docs_dir: Path, keep_results: int = DEFAULT_KEEP_RESULTS) 
                 "site_index_builder": {
                     "class_name": "DefaultSiteIndexBuilder",
                     "validation_results_limit": keep_results,
-                    "view": _view("CachedIndexPageView"),
+                    "view": view_config("CachedIndexPageView"),
                 },
             }
         },
@@ -254,7 +197,8 @@ def run_final_checkpoint(
     runs = validate_suites(
         f"{run_id}__{session_label}", frames, data_docs_dir, params, keep_results=keep_results
     )
-    pages, index = build_docs(data_docs_dir, [r.key for r in runs.values()], keep_results)
+    keys = [r.key for r in runs.values()]
+    pages, index = build_docs(data_docs_dir, keys, keep_results, docs_legend(params))
     results: list[SuiteResult] = []
     for n, run in runs.items():
         successes = successes_in_suite_order(specs[n], run.result.results)
@@ -329,13 +273,22 @@ def validate_suites(
     return outcome
 
 
+def docs_legend(params: Mapping[str, float]) -> str:
+    """The figures' legend, with the quality threshold's meaning when `params` sets one."""
+    threshold = params.get("quality_threshold")
+    return LEGEND if threshold is None else f"{LEGEND}; {threshold_legend(threshold)}"
+
+
 def build_docs(
-    data_docs_dir: Path, keys: list[Any], keep_results: int = DEFAULT_KEEP_RESULTS
+    data_docs_dir: Path,
+    keys: list[Any],
+    keep_results: int = DEFAULT_KEEP_RESULTS,
+    legend: str = LEGEND,
 ) -> tuple[list[Path], Path]:
     """Render the pages of stored results `keys` and the index once; their pages and the index.
 
     Older results beyond `keep_results` are pruned with their pages, and every page is pointed
-    at the local copies of its CDN assets.
+    at the local copies of its CDN assets; `legend` (see `docs_legend`) heads the pages.
     """
     data_docs_dir = Path(data_docs_dir).resolve()
     data_docs_dir.mkdir(parents=True, exist_ok=True)
@@ -352,6 +305,7 @@ def build_docs(
             [index, *pages, *data_docs_dir.glob("expectations/**/*.html")], data_docs_dir
         )
         copy_vendor_assets(data_docs_dir)
+        add_legend([index, *pages], legend)
     return pages, index
 
 

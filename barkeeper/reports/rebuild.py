@@ -21,6 +21,7 @@ from barkeeper.core.panel import PRICE_COLUMNS, Panel
 from barkeeper.errors import RepositoryChangedError
 from barkeeper.live.session_records import Provenance
 from barkeeper.live.session_results import PROVENANCE_NAMES, series_bars
+from barkeeper.live.upkeep import real_bars
 from models.repository import read_bars
 from models.run_bars import (
     FULL_COLUMNS,
@@ -64,8 +65,11 @@ def session_series(
     provenance = np.where(panel.present, Provenance.FEED, Provenance.NONE).astype(np.uint8)
     _apply_changes(panel, provenance, read_run_changes(engine, run_id, session, names))
     intervals = [int(n) for n in spec["derived"].split(",") if n]
+    real = real_bars(provenance)  # fill-forward bars shape prices, never the constituents
     derived = {
-        n: derive(panel, bucket_layout(minutes.minutes, minutes.segment, n, spec["anchor"]))
+        n: derive(
+            panel, bucket_layout(minutes.minutes, minutes.segment, n, spec["anchor"]), None, real
+        )
         for n in intervals
     }
     return series_bars(panel, provenance, derived)

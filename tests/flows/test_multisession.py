@@ -26,7 +26,7 @@ from barkeeper.core.panel import PRICE_COLUMNS, utc_to_ts
 from barkeeper.core.synth import symbol_names, synthetic_bars
 from barkeeper.errors import ParameterError
 from barkeeper.live.coordinator import BacktestStreamCoordinator
-from barkeeper.live.replay import attach_handlers
+from barkeeper.live.handlers import attach_handlers
 from barkeeper.live.session_data import SessionData
 from barkeeper.params import ReplayParameters
 from barkeeper.reports.export import export_bars
