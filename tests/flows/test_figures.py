@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import SAMPLE_DIR
+from sqlalchemy import delete
 
 from barkeeper.core.calendar import Calendar
 from barkeeper.core.vocabulary import COUNTS
@@ -26,7 +27,7 @@ from barkeeper.reports.report import failed_expectations, failure_lines, run_rep
 from models.engine import engine_for
 from models.repository import read_bars
 from models.results import read_table
-from models.tables import Gap, ValidationResult
+from models.tables import Bar, Gap, ValidationResult
 
 SESSION = date(2023, 7, 10)
 SYMBOLS = ["MSFT", "DBB", "FXY"]
@@ -102,13 +103,24 @@ def test_one_lossy_run_holds_every_count_to_its_definition(harness, sample_url: 
 
 
 def test_a_session_without_data_is_no_data_not_no_trade(harness, sample_url: str) -> None:
-    """2023-07-14 is a trading day the sample has no bar for."""
-    report = replay(symbols=["MSFT", "DBB"], start=date(2023, 7, 14))
-    for m in report["sessions"][0]["symbols"].values():
+    """A trading day inside the repository's span with no bar of the symbols at all."""
+    empty = date(2023, 7, 12)
+    engine = engine_for(sample_url)
+    with engine.begin() as connection:  # the test's own store: make 07-12 a day without data
+        connection.execute(delete(Bar).where(Bar.ts.between(*day_window(Calendar("XNYS"), empty))))
+    report = replay(symbols=["MSFT", "DBB"], start=empty, end=date(2023, 7, 13))
+    session = report["sessions"][0]
+    assert session["date"] == empty.isoformat()
+    for m in session["symbols"].values():
         assert m["no_data"] is True and m["source_bars"] == 0 and m["bar_quality"] == 0.0
         assert m["completeness"] == 100.0  # nothing could be lost
-    results = read_table(engine_for(sample_url), ValidationResult, report["run_id"])
-    quality = results.loc[(results["suite"] == "session_quality") & (results["stage"] == "final")]
+    assert not any(m["no_data"] for m in report["sessions"][1]["symbols"].values())
+    results = read_table(engine, ValidationResult, report["run_id"])
+    quality = results.loc[
+        (results["suite"] == "session_quality")
+        & (results["stage"] == "final")
+        & (results["session"] == empty)
+    ]
     (row,) = quality.itertuples(index=False)
     assert row.severity == "warning" and not row.success and "has_data" in row.failing
 
