@@ -135,13 +135,16 @@ def test_a_run_without_any_data_exits_2_with_one_line(tmp_path: Path) -> None:
     assert run([barkeeper, "import", *map(str, (clone / "data" / "sample").glob("*.csv"))], env,
                clone).returncode == 0  # fmt: skip
     flags = ["--quality-threshold", "90", "--validation-interval", "300", "--calendar", "XNYS"]
-    done = run(
-        [barkeeper, "replay", "--symbols", "MSFT", "--start", "2023-07-14", *flags], env, clone
-    )
+    day = [1689134400, 1689220800]  # 2023-07-12 00:00 to 2023-07-13 00:00 New York, UTC seconds
+    with sqlite3.connect(clone / "barkeeper.db") as conn:  # a trading day the store lacks
+        conn.execute("DELETE FROM bar WHERE ts >= ? AND ts < ?", day)
+    dates = ["--start", "2023-07-12", "--end", "2023-07-12"]
+    done = run([barkeeper, "replay", "--symbols", "MSFT", *dates, *flags], env, clone)
     assert done.returncode == 2
-    lines = [line for line in done.stderr.splitlines() if line.startswith("barkeeper:")]
+    said = ("barkeeper: warning:", "barkeeper: error:")  # not the Prefect server notice
+    lines = [line for line in done.stderr.splitlines() if line.startswith(said)]
     assert lines == [
-        "barkeeper: warning: MSFT has no data on 2023-07-14: no source has a bar "
+        "barkeeper: warning: MSFT has no data on 2023-07-12: no source has a bar "
         "(no data, not a no-trade session)",
         "barkeeper: error: no data: no source has a bar of any symbol in these sessions; "
         "check the dates or import the bars first",
