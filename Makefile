@@ -14,6 +14,7 @@ $(STAMP): pyproject.toml
 
 demo: $(STAMP)
 	$(BIN)/barkeeper demo
+	@echo "The command lives in $(BIN): run 'source $(BIN)/activate' once per shell, or call $(BIN)/barkeeper."
 
 test: $(STAMP)
 	$(BIN)/ruff check .

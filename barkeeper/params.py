@@ -136,6 +136,14 @@ class ReplayParameters(BaseModel):
         title="Fill policy",
         description="ffill: minutes that stay missing get flat synthetic bars (never counted).",
     )
+    ffill_limit: int | None = Field(
+        None,
+        ge=1,
+        le=1440,
+        title="Fill-forward limit (min)",
+        description="ffill: carry a price at most this many minutes (default: up to the "
+        "session's last real bar, never past it).",
+    )
     upkeep_enabled: bool | None = Field(
         None, title="Upkeep enabled", description="Default DATA_UPKEEP_ENABLED."
     )

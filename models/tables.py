@@ -137,6 +137,12 @@ class SessionMetric(SQLModel, table=True):
     discrepancies: int = 0  # minutes where the feed and a backfill source disagree
     sources: str = Field(default="{}", sa_column=Column(Text, nullable=False, default="{}"))
     validation_success: bool | None = None
+    # Added by 0006 (figures): see barkeeper.core.vocabulary.COUNTS.
+    source_bars: int = 0
+    completeness: float | None = None  # unknown for runs recorded before 0006
+    feed_missing_bars: int = 0
+    feed_gap_runs: int = 0
+    no_data: bool = False
 
 
 class Gap(SQLModel, table=True):

@@ -240,7 +240,7 @@ def publish_audit_artifacts(
     for audit in audits:
         png = coverage_chart(
             audit.minutes.minutes,
-            audit.provenance,
+            audit.coverage,
             audit.panel.symbols,
             f"Repository coverage {audit.session.isoformat()} · {len(audit.panel.symbols)} symbols",
             tz=tz,

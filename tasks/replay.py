@@ -32,7 +32,13 @@ from barkeeper.live.replay import (
 from barkeeper.live.run_changes import assert_rebuilt, persist_session_bars
 from barkeeper.live.session_checks import final_frames, symbol_success
 from barkeeper.live.session_data import SessionData
-from barkeeper.live.session_results import SessionState, session_bars, session_gaps, session_metrics
+from barkeeper.live.session_results import (
+    SessionState,
+    coverage_codes,
+    session_bars,
+    session_gaps,
+    session_metrics,
+)
 from barkeeper.live.upkeep import Upkeep
 from barkeeper.params import ReplayParameters
 from barkeeper.quality.final_checks import FinalChecks
@@ -167,6 +173,7 @@ def capture_outcome(replay: Replay, session: date) -> None:
         feed=replay.plan.feed,
         backfill=replay.plan.backfill,
         disagreements=None if upkeep is None else upkeep.reconciliation.mask(),
+        available=replay.current.available,
     )
     replay.outcomes[session] = SessionOutcome(
         state=state,
@@ -183,7 +190,7 @@ def capture_outcome(replay: Replay, session: date) -> None:
         )
         outcome.comparisons = upkeep.reconciliation.comparisons(symbols, minutes, plan.backfill)
     if len(replay.coverage) < CHARTED_SESSIONS:
-        replay.coverage[session] = (state.minutes.minutes, state.provenance)
+        replay.coverage[session] = (state.minutes.minutes, coverage_codes(state))
 
 
 def validate_session(run_id: str, session: date) -> None:

@@ -64,6 +64,7 @@ def make_plan(replay: ReplayParameters, settings: Settings, run_id: str) -> Repl
             max_retries=settings.data_upkeep_max_retries,
             auto_compute_derived=settings.data_upkeep_auto_compute_derived,
             fill_policy=replay.fill_policy,
+            ffill_limit=replay.ffill_limit,
             reconcile=bool(replay.feed_file) or replay.feed_source not in replay.backfill,
             prefer=replay.prefer,
             tolerance_bps=(

@@ -10,8 +10,9 @@ from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 
+from barkeeper.core.vocabulary import COUNTS, LEGEND, threshold_legend
 from barkeeper.live.replay import Replay, live
-from barkeeper.reports.charts import coverage_chart, png_data_uri
+from barkeeper.reports.charts import CHART_LEGEND, coverage_chart, png_data_uri
 from barkeeper.reports.links import ReportsSite
 from barkeeper.reports.report import failed_expectations, gaps_of, run_report
 from models.engine import engine_for
@@ -101,21 +102,31 @@ def _summary_markdown(
     lines += [
         "## Quality",
         "",
-        "| session | symbol | quality % | gaps | backfilled | repaired "
-        "| no-trade | unfillable | valid |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"*{LEGEND}; {threshold_legend(plan.quality_threshold)}.*",
+        "",
+        "| session | symbol | quality % | completeness % | gaps | backfilled | repaired "
+        "| no-trade | unfillable | no data | valid |",
+        "|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for session in report["sessions"]:
         for symbol, m in list(session["symbols"].items())[:50]:
             lines.append(
-                f"| {session['date']} | {symbol} | {m['bar_quality']:.2f} | {m['gaps']} | "
+                f"| {session['date']} | {symbol} | {m['bar_quality']:.2f} | "
+                f"{m['completeness']:.2f} | {m['gaps']} | "
                 f"{m['backfilled_bars']} | {m['repaired_bars']} | {m['no_trade_bars']} | "
-                f"{m['unfillable_bars']} | {m['validation_success']} |"
+                f"{m['unfillable_bars']} | {'NO DATA' if m['no_data'] else ''} | "
+                f"{m['validation_success']} |"
             )
     lines += ["", *_sources_markdown(replay, report, discrepancies)]
-    lines += ["", "## Gaps", ""]
+    lines += [
+        "",
+        "## Feed gaps",
+        "",
+        f"*feed_gap_runs: {COUNTS['feed_gap_runs']}, by what became of them.*",
+    ]
+    lines += [""]
     if gaps.empty:
-        lines.append("No gaps.")
+        lines.append("No feed gaps.")
     else:
         counts = gaps.groupby("status")["length"].agg(["count", "sum"])
         lines += ["| status | gaps | minutes |", "|---|---|---|"]
@@ -133,7 +144,7 @@ def _summary_markdown(
                 f"| {row.stage} | {row.session} | {row.suite} | {row.severity} | "
                 f"{row.failed}/{row.evaluated} | {row.failing} |"
             )
-    lines += ["", "## Coverage", ""]
+    lines += ["", "## Coverage", "", f"*{CHART_LEGEND}*", ""]
     for session, (minutes, provenance) in list(replay.coverage.items())[:CHARTED_SESSIONS]:
         png = coverage_chart(
             minutes,
@@ -171,7 +182,8 @@ def publish_report(run_id: str) -> dict[str, Any]:
     create_table_artifact(
         key="barkeeper-quality",
         table=rows,
-        description=f"Per-symbol bar quality, a row per session and symbol (run {run_id})",
+        description=f"Per-symbol figures, a row per session and symbol (run {run_id}). "
+        f"{LEGEND}; {threshold_legend(replay.plan.quality_threshold)}.",
     )
     create_markdown_artifact(
         key="barkeeper-replay-summary",

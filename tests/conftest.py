@@ -16,7 +16,9 @@ from models.schema import init_db
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SAMPLE_DIR = REPO_ROOT / "data" / "sample"
-REAL_DIR = REPO_ROOT.parent / "shared" / "data" / "real"
+REAL_DIR = Path(
+    os.environ.get("BARKEEPER_REAL_DATA", REPO_ROOT.parent / "shared" / "data" / "real")
+)
 TEST_DATA = REPO_ROOT / "tests" / "data"
 IN_CI = os.environ.get("CI", "").lower() == "true"
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from functools import wraps
+from pathlib import Path
 from typing import Annotated, Any, ParamSpec, TypeVar
 
 import typer
@@ -47,6 +48,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: wraps at the terminal, never cuts a flag name
 )
 console = Console(stderr=True)
 
@@ -124,3 +126,18 @@ def database_url(db: str | None) -> str:
     from tasks.secrets import run_settings
 
     return db or run_settings().database_url
+
+
+def existing_store(db: str | None) -> str:
+    """The store URL, refusing a SQLite file that does not exist (reading must not create it)."""
+    from sqlalchemy.engine import make_url
+
+    url = database_url(db)
+    parsed = make_url(url)
+    path = parsed.database or ""
+    local = parsed.get_backend_name() == "sqlite" and path not in ("", ":memory:")
+    if local and not Path(path).is_file():
+        raise BarkeeperError(
+            f"no store at {path}; create one with `barkeeper import PATH` (or give --db URL)"
+        )
+    return url

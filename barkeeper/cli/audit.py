@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from barkeeper.cli.app import DbOption, JsonOption, app, database_url, user_errors
+from barkeeper.core.vocabulary import LEGEND, threshold_legend
 from barkeeper.errors import ParameterError
 from barkeeper.settings import load_settings, temporary_environment
 
@@ -90,7 +91,8 @@ def render_audit(document: Mapping[str, Any], as_json: bool) -> None:
         sys.stdout.write(json.dumps(document) + "\n")
         return
     table = Table(title=f"audit {document['run_id']}")
-    for name in ("session", "symbol", "expected", "actual", "quality %", "gaps", "missing"):
+    headers = ("session", "symbol", "expected", "actual", "quality %", "complete %", "gaps")
+    for name in (*headers, "missing"):
         table.add_column(name, justify="left" if name in ("session", "symbol") else "right")
     table.add_column("valid")
     for session in document["sessions"]:
@@ -101,11 +103,22 @@ def render_audit(document: Mapping[str, Any], as_json: bool) -> None:
                 str(m["expected_bars"]),
                 str(m["actual_bars"]),
                 f"{m['bar_quality']:.2f}",
+                f"{m['completeness']:.2f}",
                 str(m["gaps"]),
                 str(m["missing_bars"]),
-                "yes" if m["validation_success"] else "[red]no[/red]",
+                "no data" if m["no_data"] else "yes" if m["validation_success"] else "[red]no[/]",
             )
     out.print(table)
+    out.print(f"{LEGEND}; {threshold_legend(load_settings().quality_threshold)}", soft_wrap=True)
+    for session in document["sessions"]:
+        empty = [s for s, m in session["symbols"].items() if m["no_data"]]
+        if empty and len(empty) == len(session["symbols"]):
+            print(f"barkeeper: warning: {session['date']}: no data for any symbol", file=sys.stderr)
+        elif empty:
+            print(
+                f"barkeeper: warning: {session['date']}: no data for {', '.join(empty)}",
+                file=sys.stderr,
+            )
     for item in document.get("files", []):
         detail = item["reason"] if item["status"] != "done" else f"{item['stored']} stored"
         out.print(f"{item['name']}: {item['status']} ({detail})", highlight=False)

@@ -5,6 +5,7 @@ from barkeeper.cli import (  # noqa: F401  (each registers its commands)
     automations,
     bench,
     blocks,
+    demo,
     ingest,
     replay,
     revisions,

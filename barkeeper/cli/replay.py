@@ -18,11 +18,18 @@ from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
-from barkeeper.cli.app import DbOption, JsonOption, app, console, database_url, user_errors
+from barkeeper.cli.app import (
+    DbOption,
+    JsonOption,
+    app,
+    console,
+    database_url,
+    existing_store,
+    user_errors,
+)
 from barkeeper.cli.preflight import check_prefect_api
 from barkeeper.errors import ParameterError
 
-SAMPLE_DIR = Path(__file__).resolve().parents[2] / "data" / "sample"
 DateOption = Annotated[datetime, typer.Option(formats=["%Y-%m-%d"], show_default=False)]
 
 
@@ -150,7 +157,7 @@ def _follow(worker: threading.Thread, *, quiet: bool) -> None:
 @app.command()
 @user_errors
 def replay(
-    symbols: Annotated[str, typer.Option(help="Comma-separated symbols, e.g. MSFT,DBB.")],
+    symbols: Annotated[str, typer.Option(help="Comma-separated, e.g. MSFT,DBB, or all.")],
     start: DateOption,
     end: Annotated[datetime | None, typer.Option(formats=["%Y-%m-%d"])] = None,
     speed: Annotated[str, typer.Option(help="max, realtime or a multiplier like 1000x.")] = "max",
@@ -167,6 +174,16 @@ def replay(
     out_of_order_rate: Annotated[float, typer.Option(help="Share of bars sent late.")] = 0.0,
     seed: Annotated[int, typer.Option(help="Seed of every injected fault.")] = 0,
     fill_policy: Annotated[str, typer.Option(help="none or ffill.")] = "none",
+    ffill_limit: Annotated[
+        int | None, typer.Option(help="ffill: carry a price at most this many minutes.")
+    ] = None,
+    quality_threshold: Annotated[
+        float | None, typer.Option(help="Completeness % flagged below (default 95).")
+    ] = None,
+    validation_interval: Annotated[
+        int | None, typer.Option(help="GX validation interval, session seconds.")
+    ] = None,
+    calendar: Annotated[str | None, typer.Option(help="exchange_calendars name (XNYS).")] = None,
     upkeep: Annotated[
         bool | None, typer.Option("--upkeep/--no-upkeep", help="Default DATA_UPKEEP_ENABLED.")
     ] = None,
@@ -206,16 +223,23 @@ def replay(
         derived_minutes = list(parse_intervals(derived)) if derived else None
     except ValueError as error:
         raise ParameterError(f"--derived: {error}") from None
+    url = database_url(db)
     parameters = build_parameters(
-        symbols=split_symbols(symbols),
+        symbols=all_symbols(existing_store(db))
+        if symbols.strip() == "all"
+        else split_symbols(symbols),
         start=start.date(),
         end=end.date() if end else None,
         speed=speed,
         interval_seconds=interval,
+        validation_interval_seconds=validation_interval,
         derived=derived_minutes,
         trailing_days=trailing_days,
         extended_hours=extended_hours,
         fill_policy=fill_policy,
+        ffill_limit=ffill_limit,
+        quality_threshold=quality_threshold,
+        calendar=calendar,
         upkeep_enabled=upkeep,
         prefetch=prefetch,
         handlers=handler or [],
@@ -234,10 +258,41 @@ def replay(
         },
     )
     if workers > 1:
-        report = run_fanout(parameters, database_url(db), workers)
+        report = run_fanout(parameters, url, workers)
     else:
-        report = run_replay(parameters, database_url(db), quiet=json_output)
-    _print_report(report, json_output)
+        report = run_replay(parameters, url, quiet=json_output)
+    print_report(report, json_output)
+    _warn_no_data(report)
+
+
+def all_symbols(url: str) -> list[str]:
+    """Every symbol of the repository (`--symbols all`)."""
+    from models.engine import engine_for
+    from models.repository import known_symbols
+
+    symbols = sorted(known_symbols(engine_for(url)))
+    if not symbols:
+        raise ParameterError("symbols: the repository is empty; import bars first")
+    return symbols
+
+
+def _warn_no_data(report: dict[str, Any]) -> None:
+    """A warning line per symbol without data; exit 2 when no symbol had any."""
+    from barkeeper.reports.report import no_data_symbols
+
+    empty = no_data_symbols(report)
+    for session, symbol in empty:
+        print(
+            f"barkeeper: warning: {symbol} has no data on {session}: no source has a bar "
+            "(no data, not a no-trade session)",
+            file=sys.stderr,
+        )
+    pairs = sum(len(s["symbols"]) for s in report["sessions"])
+    if pairs and len(empty) == pairs:
+        raise ParameterError(
+            "no data: no source has a bar of any symbol in these sessions; "
+            "check the dates or import the bars first"
+        )
 
 
 def run_fanout(parameters: Any, url: str, workers: int) -> dict[str, Any]:
@@ -246,7 +301,7 @@ def run_fanout(parameters: Any, url: str, workers: int) -> dict[str, Any]:
     from barkeeper.cli.prefect_api import prefect_api
     from flows.fanout import replay_fanout
 
-    console.print(f"replaying the sessions on {workers} Dask workers…")
+    console.print(f"replaying the sessions on {workers} Dask workers…")  # progress: stderr
     with prefect_api():  # one API for the flow and every worker
         result = replay_fanout(parameters, workers=workers)
     return {
@@ -258,7 +313,7 @@ def run_fanout(parameters: Any, url: str, workers: int) -> dict[str, Any]:
     }
 
 
-def _print_report(report: dict[str, Any], json_output: bool) -> None:
+def print_report(report: dict[str, Any], json_output: bool) -> None:
     from barkeeper.reports.report import render
 
     if json_output:
@@ -277,26 +332,22 @@ def report(
     db: DbOption = None,
 ) -> None:
     """Show a run's per-symbol quality, gaps, repairs and failed expectations."""
-    from barkeeper.reports.report import failed_expectations, run_report
+    from barkeeper.reports.report import failed_expectations, failure_lines, run_report
     from models.engine import engine_for, is_read_only
     from models.results import mark_interrupted
     from models.schema import init_db
 
     if run and latest:
         raise ParameterError("--run and --latest exclude each other; give one")
-    engine = engine_for(database_url(db))
+    engine = engine_for(existing_store(db))
     init_db(engine)
     if not is_read_only(engine):
         mark_interrupted(engine)  # a run whose process was killed shows as interrupted
     result = run_report(engine, run)
-    _print_report(result, json_output)
+    print_report(result, json_output)
     if not json_output:
-        failed = failed_expectations(engine, result["run_id"])
-        for row in failed.head(20).itertuples(index=False):
-            console.print(
-                f"[yellow]{row.stage} {row.session} {row.suite} ({row.severity}): "
-                f"{row.failed}/{row.evaluated} failed: {row.failing}[/]"
-            )
+        for line in failure_lines(failed_expectations(engine, result["run_id"])):
+            print(line)
 
 
 @app.command()
@@ -319,49 +370,10 @@ def export(
         raise ParameterError("give exactly one of --run ID or --latest")
     if output_format not in ("csv", "json"):
         raise ParameterError(f"--format: {output_format!r} must be csv or json")
-    engine = engine_for(database_url(db))
+    engine = engine_for(existing_store(db))
     init_db(engine)
     frame = export_bars(engine, run, symbol.upper(), date.date(), interval)
     if output_format == "csv":
         frame.to_csv(sys.stdout, index=False, lineterminator="\n")
     else:
         sys.stdout.write(frame.to_json(orient="records", indent=2) + "\n")
-
-
-@app.command()
-@user_errors
-def demo(db: DbOption = None) -> None:
-    """Import the bundled real sample and replay it through a lossy feed."""
-    from barkeeper.ingest.files import ingest_file
-    from models.engine import engine_for
-    from models.schema import init_db
-
-    url = database_url(db)
-    engine = engine_for(url)
-    init_db(engine)
-    files = sorted(SAMPLE_DIR.glob("*.csv"))
-    for path in files:
-        result = ingest_file(engine, path)
-        console.print(
-            f"imported {path.name}: read {result.read}, stored {result.stored}, "
-            f"quarantined {result.quarantined}, skipped {result.skipped}"
-        )
-    symbols = [p.name.split("_", 1)[0] for p in files]
-    console.print(
-        "replaying the sample with a lossy feed: 5% dropped, an outage 10:00-10:20, "
-        "1% corrupted, 1% late, 1% duplicated"
-    )
-    parameters = build_parameters(
-        symbols=symbols,
-        start="2023-07-10",
-        end="2023-07-13",
-        faults={
-            "drop_rate": 0.05,
-            "outages": ["10:00-10:20"],
-            "corrupt_rate": 0.01,
-            "out_of_order_rate": 0.01,
-            "duplicate_rate": 0.01,
-            "seed": 7,
-        },
-    )
-    _print_report(run_replay(parameters, url, quiet=False), json_output=False)

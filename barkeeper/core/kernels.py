@@ -246,11 +246,16 @@ class DerivedBars:
     buckets: np.ndarray
 
 
-def derive(panel: Panel, layout: BucketLayout, buckets: np.ndarray | None = None) -> DerivedBars:
+def derive(
+    panel: Panel,
+    layout: BucketLayout,
+    buckets: np.ndarray | None = None,
+    real: np.ndarray | None = None,
+) -> DerivedBars:
     """Aggregate 1-minute bars into the layout's buckets for all symbols at once.
 
     open = first present bar, high = max, low = min, close = last present bar, volume = sum;
-    `count` is the number of bars present. A bucket with no bar has NaN prices (no bar).
+    `count` is the number of real bars in the bucket. A bucket with no bar has NaN prices.
 
     Parameters
     ----------
@@ -261,6 +266,11 @@ def derive(panel: Panel, layout: BucketLayout, buckets: np.ndarray | None = None
     buckets
         Sorted bucket indices to compute (default: all). The cost grows with the columns of
         these buckets only, so the upkeep re-derives just the buckets new bars touched.
+    real
+        Boolean (S, M): the bars that count as constituents (default: every present bar).
+        Synthetic fill-forward bars still shape the prices (a carried price moves the open,
+        high and low of a mixed bucket) but never the count: a bucket of synthetic bars only
+        has prices and count 0.
     """
     if buckets is None:
         idx = np.arange(len(layout), dtype=np.int64)
@@ -287,8 +297,9 @@ def derive(panel: Panel, layout: BucketLayout, buckets: np.ndarray | None = None
 
     close = panel.close[:, cols]
     present = ~np.isnan(close)
-    count = np.add.reduceat(present, offsets, axis=1, dtype=np.int16)
-    empty = count == 0
+    counted = present if real is None else present & real[:, cols]
+    count = np.add.reduceat(counted, offsets, axis=1, dtype=np.int16)
+    empty = np.add.reduceat(present, offsets, axis=1, dtype=np.int16) == 0
     high = np.maximum.reduceat(np.where(present, panel.high[:, cols], -np.inf), offsets, axis=1)
     low = np.minimum.reduceat(np.where(present, panel.low[:, cols], np.inf), offsets, axis=1)
     volume = np.add.reduceat(np.where(present, panel.volume[:, cols], 0.0), offsets, axis=1)

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from datetime import time
+from datetime import date, time
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import numpy as np
@@ -127,7 +127,7 @@ class FaultedFeed:
     log: FaultLog
 
 
-def inject(bars: pd.DataFrame, config: FaultConfig) -> FaultedFeed:
+def inject(bars: pd.DataFrame, config: FaultConfig, session: date | None = None) -> FaultedFeed:
     """Pass `bars` (BAR_COLUMNS) through the lossy feed described by `config`.
 
     Parameters
@@ -136,6 +136,10 @@ def inject(bars: pd.DataFrame, config: FaultConfig) -> FaultedFeed:
         The true bars, e.g. a session read from the repository; any row order.
     config
         Rates, outage windows and the seed.
+    session
+        The session the bars belong to: its faults come from a stream of their own, derived
+        from (seed, session), so each session of a replay gets different faults and the same
+        seed and session always the same ones. None: the seed's stream alone.
 
     Notes
     -----
@@ -150,7 +154,8 @@ def inject(bars: pd.DataFrame, config: FaultConfig) -> FaultedFeed:
     frame = bars.loc[:, list(BAR_COLUMNS)].sort_values(["symbol", "ts"], kind="stable")
     frame = frame.reset_index(drop=True)
     n = len(frame)
-    rng = np.random.default_rng(config.seed)
+    entropy = config.seed if session is None else [config.seed, session.toordinal()]
+    rng = np.random.default_rng(entropy)
     u_drop, u_corrupt, u_late, u_dup = rng.random((4, n))
     mode = rng.integers(0, len(CORRUPTION_MODES), n)
     late_by = rng.integers(1, MAX_DELAY_MINUTES + 1, n)

@@ -27,6 +27,7 @@ from barkeeper.core.kernels import DAILY, BucketLayout, bucket_layout, derive
 from barkeeper.core.panel import Panel
 from barkeeper.live.coordinator import BacktestStreamCoordinator
 from barkeeper.live.faults import FaultConfig, inject
+from barkeeper.live.older_bars import RepositoryHistory
 from barkeeper.live.run_changes import SourceSlice, source_slice
 from barkeeper.live.session_checks import CycleChecks
 from barkeeper.live.session_data import SessionData
@@ -83,6 +84,7 @@ class LoadedSession:
     outside_bars: pd.Series
     fault_counts: dict[str, int]
     seconds: float
+    available: np.ndarray | None = None  # (S, M): the repository has a bar (before faults)
 
 
 @dataclass
@@ -160,6 +162,11 @@ class Replay:
         for session in self.plan.sessions:
             self.started[session] = threading.Event()
             self.settled[session] = threading.Event()
+        self.data.read_older_with(
+            RepositoryHistory(
+                self.calendar, self.read_bars, self.plan.extended_hours, self.plan.anchor
+            )
+        )
 
     def progress(self, sessions_done: int) -> None:
         """Report the share of sessions replayed so far (a Prefect progress artifact)."""
@@ -212,7 +219,7 @@ class Replay:
         self.sources[session] = source_slice(bars, minutes, self.plan.symbols, window, base)
         inside = np.isin(bars["ts"].to_numpy(), minutes.minutes)
         outside = bars.loc[~inside].groupby("symbol").size()
-        faulted = inject(bars.loc[inside].reset_index(drop=True), self.plan.faults)
+        faulted = inject(bars.loc[inside].reset_index(drop=True), self.plan.faults, session)
         return LoadedSession(
             minutes=minutes,
             layouts=layouts,
@@ -220,6 +227,7 @@ class Replay:
             outside_bars=outside,
             fault_counts=faulted.log.counts(),
             seconds=perf_counter() - began,
+            available=_available(bars.loc[inside], self.plan.symbols, minutes.minutes),
         )
 
     def quarantined(self, minutes: SessionMinutes, symbols: tuple[str, ...]) -> np.ndarray | None:
@@ -323,6 +331,16 @@ def _next_after(clock: int, due: int, step: int) -> int:
     """The first multiple of `step` past `due` that lies after `clock` (skipping missed checks)."""
     missed = max(0, (clock - due) // step + 1)
     return due + missed * step
+
+
+def _available(bars: pd.DataFrame, symbols: tuple[str, ...], minutes: np.ndarray) -> np.ndarray:
+    """(S, M) True where `bars` (symbol, ts inside `minutes`) holds a bar."""
+    mask = np.zeros((len(symbols), len(minutes)), dtype=bool)
+    rows = pd.Index(symbols).get_indexer(bars["symbol"])
+    cols = np.searchsorted(minutes, bars["ts"].to_numpy(dtype=np.int64))
+    keep = rows >= 0
+    mask[rows[keep], cols[keep]] = True
+    return mask
 
 
 def _end(minutes: SessionMinutes) -> int:

@@ -7,6 +7,7 @@ import threading
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import date
 from typing import TypeVar
 
 import numpy as np
@@ -15,9 +16,13 @@ import pandas as pd
 from barkeeper.core.kernels import BucketLayout, DerivedBars, derive
 from barkeeper.core.panel import PRICE_COLUMNS, Panel
 from barkeeper.errors import ParameterError
-from barkeeper.live.session_records import SessionRecord, UnknownSymbolError
+from barkeeper.live.session_records import Provenance, SessionRecord, UnknownSymbolError
 
 T = TypeVar("T")
+
+OlderBars = Callable[[str, int, int, date], dict[str, np.ndarray]]
+"""(symbol, interval, n, before) -> up to the last `n` bars of sessions before `before`, as
+column arrays oldest first: where a read continues past what `session_data` holds."""
 
 OPTIMISTIC_TRIES = 3
 """Lock-free attempts of a read before it takes the lock (see `SessionReads._consistent`)."""
@@ -32,6 +37,11 @@ class SessionReads:
     _clock: int
     _closed: bool
     _version: int
+    _older: OlderBars | None = None
+
+    def read_older_with(self, reader: OlderBars | None) -> None:
+        """Let `last_n_bars` continue into sessions older than the history (the repository)."""
+        self._older = reader
 
     def _consistent(self, read: Callable[..., T], *args: object) -> T:
         """`read(*args)` as of one moment: lock-free while no mutation overlaps it.
@@ -52,8 +62,10 @@ class SessionReads:
     def last_n_bars(self, symbol: str, n: int, interval: int = 1) -> pd.DataFrame:
         """The last `n` existing bars of `symbol` up to the clock, ascending, across sessions.
 
-        Counts back over bars that exist (not clock time), through the history ring, so it
-        returns exactly `n` bars whenever the current session and the history hold them.
+        Counts back over bars that exist (not clock time), through the history ring and then,
+        with a reader set by `read_older_with`, into older sessions of the repository, so it
+        returns exactly `n` bars whenever the repository holds them before the clock (empty
+        sessions, holidays and early closes are simply passed over).
         Columns: ts, open, high, low, close, volume, then provenance (1m) or count and
         expected (derived).
 
@@ -66,12 +78,15 @@ class SessionReads:
             raise ParameterError(f"n: {n} must be zero or more")
         parts: list[dict[str, np.ndarray]] = []
         have = 0
-        for source in self._sources(symbol, interval):
+        sources = self._sources(symbol, interval)
+        for source in sources:
             if have >= n:
                 break
             part = self._tail(source, interval, n - have)
             parts.append(part)
             have += len(part["ts"])
+        if have < n and self._older is not None:
+            parts.append(self._older(symbol, interval, n - have, sources[-1].record.session))
         return _frame(parts[::-1], interval)
 
     async def get_last_n_bars(self, symbol: str, n: int, interval: int = 1) -> pd.DataFrame:
@@ -189,12 +204,16 @@ def _minute_bars(record: SessionRecord, row: int, lo: int, hi: int) -> dict[str,
 def _derive_row(
     record: SessionRecord, row: int, layout: BucketLayout, first: int, stop: int
 ) -> DerivedBars:
-    """Buckets first:stop of one symbol, derived from a one-row view of the 1m arrays."""
+    """Buckets first:stop of one symbol, derived from a one-row view of the 1m arrays; only
+    real minutes count, so a bucket of fill-forward bars only is not read as a bar (as in the
+    derived bars the upkeep stores)."""
     p = record.panel
     one = Panel(
         (p.symbols[row],), p.minutes, *(getattr(p, c)[row : row + 1] for c in PRICE_COLUMNS)
     )
-    return derive(one, layout, np.arange(first, stop))
+    provenance = record.provenance[row : row + 1]
+    real = (provenance != Provenance.NONE) & (provenance != Provenance.SYNTHETIC)
+    return derive(one, layout, np.arange(first, stop), real)
 
 
 def _derived_bars(d: DerivedBars, row: int, keep: np.ndarray) -> dict[str, np.ndarray]:

@@ -17,9 +17,10 @@ import pandas as pd
 from barkeeper.core.calendar import POST, PRE, REGULAR, SessionMinutes
 from barkeeper.core.kernels import DerivedBars, bar_quality, find_gaps
 from barkeeper.core.panel import PRICE_COLUMNS, Panel
+from barkeeper.core.vocabulary import completeness
 from barkeeper.live.session_data import Provenance
 from barkeeper.live.sources import NO_SOURCE, slot_source_codes, source_counts
-from barkeeper.live.upkeep import SlotState
+from barkeeper.live.upkeep import SlotState, real_bars
 
 SEGMENT_NAMES = {REGULAR: "regular", PRE: "pre", POST: "post"}
 GAP_OPEN, GAP_BACKFILLED, GAP_NO_TRADE, GAP_UNFILLABLE, GAP_QUARANTINED = 0, 1, 2, 3, 4
@@ -34,14 +35,24 @@ CONTRACT_FIGURES = (
     "expected_bars",
     "actual_bars",
     "bar_quality",
+    "completeness",
     "gaps",
     "missing_bars",
     "backfilled_bars",
     "repaired_bars",
     "unfillable_bars",
+    "no_data",
 )
-"""Per-symbol figures of the JSON contract (DESIGN.md), besides `validation_success`."""
-EXTRA_FIGURES = ("no_trade_bars", "synthetic_bars", "outside_bars")
+"""Per-symbol figures of the JSON contract (DESIGN.md), besides `validation_success`; each is
+defined in `barkeeper.core.vocabulary.COUNTS`."""
+EXTRA_FIGURES = (
+    "source_bars",
+    "feed_missing_bars",
+    "feed_gap_runs",
+    "no_trade_bars",
+    "synthetic_bars",
+    "outside_bars",
+)
 SOURCE_FIGURES = ("sources", "feed_gaps", "discrepancies")
 """Per-symbol figures of several sources: {source: bars}, minutes filled, disagreements."""
 
@@ -76,6 +87,16 @@ class SessionState:
     feed: str = "default"  # the feed's source name
     backfill: tuple[str, ...] = ("default",)  # the backfill sources, in order
     disagreements: np.ndarray | None = None  # bool (S, M): feed and a source disagree
+    available: np.ndarray | None = None
+    """Minutes the repository has a bar for, (S, M) bool; None: every minute not found
+    no-trade by the upkeep."""
+
+    def sourced(self) -> np.ndarray:
+        """Minutes some source (the feed or the repository) has a bar for."""
+        real = real_bars(self.provenance)
+        if self.available is not None:
+            return real | self.available
+        return real | (slot_categories(self) != GAP_NO_TRADE)
 
     @property
     def source_names(self) -> tuple[str, ...]:
@@ -114,21 +135,33 @@ def slot_categories(state: SessionState) -> np.ndarray:
     return categories
 
 
+COVERAGE_NO_TRADE, COVERAGE_UNFILLABLE, COVERAGE_QUARANTINED = 5, 6, 7
+"""Coverage codes past the provenance codes (0 none .. 4 synthetic): why a minute has no bar."""
+
+
+def coverage_codes(state: SessionState) -> np.ndarray:
+    """Per minute: its provenance, or for a minute without a bar why it has none (uint8)."""
+    codes = state.provenance.astype(np.uint8, copy=True)
+    missing = codes == Provenance.NONE
+    categories = slot_categories(state)
+    codes[missing & (categories == GAP_NO_TRADE)] = COVERAGE_NO_TRADE
+    codes[missing & (categories == GAP_UNFILLABLE)] = COVERAGE_UNFILLABLE
+    codes[missing & (categories == GAP_QUARANTINED)] = COVERAGE_QUARANTINED
+    return codes
+
+
 def _fed(provenance: np.ndarray) -> np.ndarray:
     """Minutes the feed delivered a bar for (a repaired bar was delivered, broken)."""
     return (provenance == Provenance.FEED) | (provenance == Provenance.REPAIRED)
 
 
-def _real(provenance: np.ndarray) -> np.ndarray:
-    """Minutes holding a genuine bar (synthetic fills never count as actual)."""
-    return (provenance != Provenance.NONE) & (provenance != Provenance.SYNTHETIC)
-
-
 def session_metrics(state: SessionState) -> pd.DataFrame:
-    """One row per symbol and segment with the contract's figures."""
+    """One row per symbol and segment with the figures of `barkeeper.core.vocabulary.COUNTS`."""
     symbols = list(state.panel.symbols)
-    real = _real(state.provenance)
+    real = real_bars(state.provenance)
     fed = _fed(state.provenance)
+    sourced = state.sourced()
+    no_data = ~sourced.any(axis=1)
     categories = slot_categories(state)
     codes = state.source_codes()
     disagreements = state.disagreements
@@ -136,29 +169,34 @@ def session_metrics(state: SessionState) -> pd.DataFrame:
     segments = np.unique(state.minutes.segment)
     for segment in segments:
         cols = state.minutes.segment == segment
-        missed = ~fed[:, cols]
-        runs = find_gaps(fed[:, cols])
-        run_counts = np.bincount(runs.symbol_idx, minlength=len(symbols))
+        missing = ~real[:, cols]
         prov = state.provenance[:, cols]
         cat = categories[:, cols]
+        actual = real[:, cols].sum(axis=1)
+        source = sourced[:, cols].sum(axis=1)
         frame = pd.DataFrame(
             {
                 "symbol": symbols,
                 "segment": SEGMENT_NAMES[int(segment)],
                 "expected_bars": int(cols.sum()),
-                "actual_bars": real[:, cols].sum(axis=1),
+                "actual_bars": actual,
+                "source_bars": source,
                 "bar_quality": np.round(bar_quality(real[:, cols]), 6),
-                "gaps": run_counts,
-                "missing_bars": missed.sum(axis=1),
+                "completeness": np.round(completeness(actual, source), 6),
+                "feed_missing_bars": (~fed[:, cols]).sum(axis=1),
+                "feed_gap_runs": _runs_per_symbol(fed[:, cols]),
+                "gaps": _runs_per_symbol(real[:, cols]),
+                "missing_bars": missing.sum(axis=1),
                 "backfilled_bars": (prov == Provenance.BACKFILL).sum(axis=1),
                 "repaired_bars": (prov == Provenance.REPAIRED).sum(axis=1),
-                "unfillable_bars": (missed & (cat == GAP_UNFILLABLE)).sum(axis=1),
-                "no_trade_bars": (missed & (cat == GAP_NO_TRADE)).sum(axis=1),
+                "unfillable_bars": (missing & (cat == GAP_UNFILLABLE)).sum(axis=1),
+                "no_trade_bars": (missing & (cat == GAP_NO_TRADE)).sum(axis=1),
                 "synthetic_bars": (prov == Provenance.SYNTHETIC).sum(axis=1),
                 "outside_bars": 0,
                 "feed_gaps": (prov == Provenance.BACKFILL).sum(axis=1),
                 "discrepancies": 0 if disagreements is None else disagreements[:, cols].sum(axis=1),
                 "sources": source_counts(codes[:, cols], state.source_names),
+                "no_data": no_data,
             }
         )
         if segment == REGULAR:
@@ -167,6 +205,12 @@ def session_metrics(state: SessionState) -> pd.DataFrame:
             )
         frames.append(frame)
     return pd.concat(frames, ignore_index=True)
+
+
+def _runs_per_symbol(present: np.ndarray) -> np.ndarray:
+    """Per row, the number of runs of consecutive minutes without a bar."""
+    runs = find_gaps(present)
+    return np.bincount(runs.symbol_idx, minlength=present.shape[0])
 
 
 def session_gaps(state: SessionState, max_retries: int) -> pd.DataFrame:
@@ -237,7 +281,8 @@ def series_bars(
     )
     frames = [one_minute]
     for interval, bars in sorted(derived.items()):
-        r, b = np.nonzero(bars.count > 0)
+        r, b = np.nonzero(~np.isnan(bars.close))
+        real = bars.count[r, b] > 0  # a bucket of synthetic minutes only is synthetic itself
         frames.append(
             pd.DataFrame(
                 {
@@ -245,7 +290,7 @@ def series_bars(
                     "interval": interval,
                     "ts": bars.starts[b],
                     **{name: getattr(bars, name)[r, b] for name in PRICE_COLUMNS},
-                    "provenance": "derived",
+                    "provenance": np.where(real, "derived", "synthetic"),
                     "constituents": bars.count[r, b].astype(np.int64),
                     "expected_constituents": bars.expected[b].astype(np.int64),
                     "source": "",

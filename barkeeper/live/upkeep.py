@@ -34,6 +34,11 @@ from barkeeper.quality.frames import hard_check_failures
 log = logging.getLogger(__name__)
 
 
+def real_bars(provenance: np.ndarray) -> np.ndarray:
+    """Where a genuine bar sits (synthetic fills never count)."""
+    return (provenance != Provenance.NONE) & (provenance != Provenance.SYNTHETIC)
+
+
 class BarSource(Protocol):
     """Where backfills and repairs come from: a named source of the bar repository."""
 
@@ -58,6 +63,7 @@ class UpkeepConfig:
     max_retries: int = 5
     auto_compute_derived: bool = True
     fill_policy: Literal["none", "ffill"] = "none"
+    ffill_limit: int | None = None  # minutes a price is carried; None: to the last real bar
     final_backoff_s: float = 0.05
     reconcile: bool = False  # compare feed bars with the backfill sources (feed not among them)
     prefer: Literal["feed", "backfill"] = "feed"  # which bar is kept where they differ
@@ -182,7 +188,7 @@ class Upkeep:
         changed |= wrote
         after = self.data.panel_snapshot() if wrote.any() else self.snapshot
         if self.config.auto_compute_derived:
-            self._derive(changed, after.panel)
+            self._derive(changed, after.panel, real_bars(after.provenance))
         self._update_metrics(upto, after.provenance)
         self.resync = False
         if self.on_changed is not None and changed.any():
@@ -345,12 +351,22 @@ class Upkeep:
     # -- fill policy -------------------------------------------------------------------------
 
     def _fill_forward(self) -> None:
-        """Flat synthetic bars (O=H=L=C=last close, volume 0) on minutes that stay missing."""
+        """Flat synthetic bars (O=H=L=C=last close, volume 0) on minutes that stay missing.
+
+        A price is carried at most `ffill_limit` minutes, and never past the symbol's last real
+        bar of the session: after it there is nothing to be filled *between*.
+        """
         close = self.data.panel_snapshot().panel.close
-        missing = np.isnan(close) & (self.state != SlotState.OPEN)
-        idx = np.where(~np.isnan(close), np.arange(close.shape[1]), -1)
-        last = np.maximum.accumulate(idx, axis=1)
-        fill = missing & (last >= 0)
+        present = ~np.isnan(close)
+        missing = ~present & (self.state != SlotState.OPEN)
+        columns = np.arange(close.shape[1])
+        last = np.maximum.accumulate(np.where(present, columns, -1), axis=1)
+        following = np.minimum.accumulate(
+            np.where(present, columns, close.shape[1])[:, ::-1], axis=1
+        )[:, ::-1]
+        fill = missing & (last >= 0) & (following < close.shape[1])
+        if self.config.ffill_limit is not None:
+            fill &= columns - last <= self.config.ffill_limit
         rows, cols = np.nonzero(fill)
         if not len(rows):
             return
@@ -362,22 +378,22 @@ class Upkeep:
 
     # -- derived bars and metrics ------------------------------------------------------------
 
-    def _derive(self, changed: np.ndarray, panel: Panel) -> None:
+    def _derive(self, changed: np.ndarray, panel: Panel, real: np.ndarray) -> None:
         columns = np.flatnonzero(changed.any(axis=0))
         if not len(columns):
             return
         for interval, layout in self.layouts.items():
             if interval not in self.derived_ready:
-                self.data.set_derived(interval, derive(panel, layout))
+                self.data.set_derived(interval, derive(panel, layout, real=real))
                 self.derived_ready.add(interval)
                 continue
             buckets = layout.dirty(columns)
             if len(buckets):
-                self.data.set_derived(interval, derive(panel, layout, buckets), buckets)
+                self.data.set_derived(interval, derive(panel, layout, buckets, real), buckets)
 
     def _update_metrics(self, upto: int, provenance: np.ndarray) -> None:
         provenance = provenance[:, :upto]
-        real = (provenance != Provenance.NONE) & (provenance != Provenance.SYNTHETIC)
+        real = real_bars(provenance)
         regular = self.minutes.regular_mask[:upto]
         state = self.state[:, :upto]
         self.data.set_metrics(

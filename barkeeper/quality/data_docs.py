@@ -26,9 +26,10 @@ from typing import Any
 
 import pandas as pd
 
+from barkeeper.core.vocabulary import LEGEND, threshold_legend
 from barkeeper.quality.doc_views import view_config
 from barkeeper.quality.frames import prepare_session_quality
-from barkeeper.quality.offline_assets import copy_vendor_assets, localise_pages
+from barkeeper.quality.offline_assets import add_legend, copy_vendor_assets, localise_pages
 from barkeeper.quality.suites import (
     SUITE_NAMES,
     load_suite_spec,
@@ -196,7 +197,8 @@ def run_final_checkpoint(
     runs = validate_suites(
         f"{run_id}__{session_label}", frames, data_docs_dir, params, keep_results=keep_results
     )
-    pages, index = build_docs(data_docs_dir, [r.key for r in runs.values()], keep_results)
+    keys = [r.key for r in runs.values()]
+    pages, index = build_docs(data_docs_dir, keys, keep_results, docs_legend(params))
     results: list[SuiteResult] = []
     for n, run in runs.items():
         successes = successes_in_suite_order(specs[n], run.result.results)
@@ -271,13 +273,22 @@ def validate_suites(
     return outcome
 
 
+def docs_legend(params: Mapping[str, float]) -> str:
+    """The figures' legend, with the quality threshold's meaning when `params` sets one."""
+    threshold = params.get("quality_threshold")
+    return LEGEND if threshold is None else f"{LEGEND}; {threshold_legend(threshold)}"
+
+
 def build_docs(
-    data_docs_dir: Path, keys: list[Any], keep_results: int = DEFAULT_KEEP_RESULTS
+    data_docs_dir: Path,
+    keys: list[Any],
+    keep_results: int = DEFAULT_KEEP_RESULTS,
+    legend: str = LEGEND,
 ) -> tuple[list[Path], Path]:
     """Render the pages of stored results `keys` and the index once; their pages and the index.
 
     Older results beyond `keep_results` are pruned with their pages, and every page is pointed
-    at the local copies of its CDN assets.
+    at the local copies of its CDN assets; `legend` (see `docs_legend`) heads the pages.
     """
     data_docs_dir = Path(data_docs_dir).resolve()
     data_docs_dir.mkdir(parents=True, exist_ok=True)
@@ -294,6 +305,7 @@ def build_docs(
             [index, *pages, *data_docs_dir.glob("expectations/**/*.html")], data_docs_dir
         )
         copy_vendor_assets(data_docs_dir)
+        add_legend([index, *pages], legend)
     return pages, index
 
 

@@ -23,6 +23,7 @@ from barkeeper.quality.data_docs import (
     SuiteRun,
     build_docs,
     checked_parameters,
+    docs_legend,
     validate_suites,
 )
 from barkeeper.quality.frames import row_failures
@@ -158,7 +159,9 @@ class FinalChecks:
         """Build the Data Docs of every batch once; each session's page (its batch's 1m bars)."""
         if not self.keys:
             return {}
-        pages, _ = build_docs(self.data_docs_dir, [k for _, k in self.keys], self.keep_results)
+        keys = [k for _, k in self.keys]
+        legend = docs_legend(self.parameters)
+        pages, _ = build_docs(self.data_docs_dir, keys, self.keep_results, legend)
         by_session: dict[str, Path] = {}
         for (labels, _), page in zip(self.keys, pages, strict=True):
             for label in labels:  # a batch's first page is its 1m bars' when it has any

@@ -3,6 +3,7 @@ rewrite of the pages' CDN tags to point at them (`static/vendor/` in the Data Do
 
 from __future__ import annotations
 
+import html
 import re
 import shutil
 from pathlib import Path
@@ -145,3 +146,23 @@ def localise_pages(pages: list[Path], data_docs_dir: Path) -> None:
     for page in pages:
         if page.is_file():
             page.write_text(localise_page(page.read_text(), page, data_docs_dir))
+
+
+LEGEND_CLASS = "barkeeper-legend"
+
+
+def add_legend(pages: list[Path], text: str) -> None:
+    """Put a one-line legend at the top of each page's body (once, however often rebuilt)."""
+    line = (
+        f'<p class="{LEGEND_CLASS}" style="margin:8px 16px;padding:6px 10px;'
+        f'background:#f5f5f5;border-left:4px solid #1f77b4;font-size:14px">{html.escape(text)}</p>'
+    )
+    for page in pages:
+        if not page.is_file():
+            continue
+        content = page.read_text()
+        if LEGEND_CLASS in content:
+            continue
+        content, found = re.subn(r"(<body[^>]*>)", lambda m: m.group(1) + line, content, count=1)
+        if found:
+            page.write_text(content)

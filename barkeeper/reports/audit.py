@@ -21,6 +21,7 @@ from barkeeper.core.panel import BAR_COLUMNS, Panel
 from barkeeper.live.session_records import Provenance
 from barkeeper.live.session_results import (
     SessionState,
+    coverage_codes,
     quarantined_mask,
     session_gaps,
     session_metrics,
@@ -102,6 +103,7 @@ class SessionAudit:
     metrics: pd.DataFrame
     gaps: pd.DataFrame
     derived: dict[int, DerivedBars]
+    coverage: np.ndarray  # coverage codes for the chart: a minute without a bar is no-trade
 
     @property
     def session(self) -> date:
@@ -189,6 +191,7 @@ def audit_session(
         outside_bars=outside.groupby("symbol").size(),
         quarantined=quarantined_mask(panel.symbols, minutes.minutes, quarantined or {}),
         feed=source,
+        available=present,
     )
     return SessionAudit(
         minutes=minutes,
@@ -197,6 +200,7 @@ def audit_session(
         metrics=session_metrics(state),
         gaps=session_gaps(state, max_retries=0),
         derived=derived,
+        coverage=coverage_codes(state),
     )
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 import pandas as pd
 
+from barkeeper.core.vocabulary import LEGEND, threshold_legend
 from barkeeper.live.session_results import symbol_figures
 from barkeeper.reports.audit import LandedFile, SessionAudit, SessionCheck
 from barkeeper.reports.charts import png_data_uri
@@ -64,10 +65,12 @@ def quality_rows(
                     "expected_bars": int(row.expected_bars),
                     "actual_bars": int(row.actual_bars),
                     "bar_quality": round(float(row.bar_quality), 2),
+                    "completeness": round(float(row.completeness), 2),
                     "gaps": int(row.gaps),
                     "missing_bars": int(row.missing_bars),
                     "outside_bars": int(row.outside_bars),
-                    "below_threshold": bool(row.bar_quality < threshold),
+                    "no_data": bool(row.no_data),
+                    "below_threshold": bool(row.completeness < threshold),
                     "validation_success": bool(row.validation_success),
                 }
             )
@@ -96,7 +99,8 @@ def summary_markdown(
         f"{done} file(s) ingested, {len(rejected)} rejected.",
         "",
     ]
-    lines += _data_docs_lines(checks, site)
+    lines += [f"*{LEGEND}; {threshold_legend(threshold)}.*", ""]
+    lines += _data_docs_lines(audits, checks, site)
     lines += _sessions_table(audits, checks, threshold)
     for session, png in charts.items():
         lines += [
@@ -111,12 +115,23 @@ def summary_markdown(
     return "\n".join(lines)
 
 
-def _data_docs_lines(checks: Sequence[SessionCheck], site: ReportsSite) -> list[str]:
+def verdict(audit: SessionAudit, check: SessionCheck) -> str:
+    """passed / failed, or `no data` when no symbol has a single bar in the session."""
+    metrics = _regular(audit.metrics)
+    if len(metrics) and metrics["no_data"].all():
+        return "no data"
+    return "passed" if check.success else "failed"
+
+
+def _data_docs_lines(
+    audits: Sequence[SessionAudit], checks: Sequence[SessionCheck], site: ReportsSite
+) -> list[str]:
     if not checks:
         return []
     lines = ["## Data Docs", ""]
-    for check in checks:
-        status = "passed" if check.success else "**failed**"
+    for audit, check in zip(audits, checks, strict=True):
+        status = verdict(audit, check)
+        status = status if status == "passed" else f"**{status}**"
         page = Path(check.page)
         lines.append(f"- {check.session.isoformat()}: {status} · {site.markdown(page.name, page)}")
     lines += ["", site.markdown("Index", checks[-1].index), ""]
@@ -130,8 +145,8 @@ def _sessions_table(
         "## Sessions",
         "",
         "| session | expected per symbol | actual bars | quality min / mean (%) | gaps "
-        f"| below {threshold:g} % | validation |",
-        "|---|---:|---:|---:|---:|---:|---|",
+        f"| no data | completeness below {threshold:g} % | validation |",
+        "|---|---:|---:|---:|---:|---:|---:|---|",
     ]
     for audit, check in zip(audits, checks, strict=True):
         m = _regular(audit.metrics)
@@ -139,8 +154,8 @@ def _sessions_table(
         lines.append(
             f"| {audit.session.isoformat()} | {int(m['expected_bars'].max()) if len(m) else 0} "
             f"| {int(m['actual_bars'].sum()):,} | {quality.min():.2f} / {quality.mean():.2f} "
-            f"| {int(m['gaps'].sum()):,} | {int((quality < threshold).sum())} "
-            f"| {'passed' if check.success else 'failed'} |"
+            f"| {int(m['gaps'].sum()):,} | {int(m['no_data'].sum())} "
+            f"| {int((m['completeness'] < threshold).sum())} | {verdict(audit, check)} |"
         )
     return [*lines, ""]
 
@@ -154,9 +169,12 @@ def _weak_symbols(audits: Sequence[SessionAudit], threshold: float) -> list[str]
     metrics = pd.concat(frames, ignore_index=True)
     weak = metrics[metrics["bar_quality"] < threshold].sort_values("bar_quality")
     if weak.empty:
-        return [f"Every symbol is at or above {threshold:g} % in every session.", ""]
+        return [f"Every symbol's bar_quality is at or above {threshold:g} % in every session.", ""]
     lines = [
-        f"## Below {threshold:g} %",
+        f"## bar_quality below {threshold:g} %",
+        "",
+        "Calendar minutes without a bar in the repository: illiquid symbols land here without "
+        "anything lost.",
         "",
         "| session | symbol | bar_quality | missing | gaps |",
         "|---|---|---:|---:|---:|",

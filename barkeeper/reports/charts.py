@@ -17,18 +17,41 @@ from matplotlib.colors import BoundaryNorm, ListedColormap
 from matplotlib.figure import Figure
 from matplotlib.patches import Patch
 
-NONE, FEED, BACKFILL, REPAIRED, SYNTHETIC = 0, 1, 2, 3, 4
-"""Provenance codes of a minute in a coverage matrix."""
+from barkeeper.live.session_results import (
+    COVERAGE_NO_TRADE,
+    COVERAGE_QUARANTINED,
+    COVERAGE_UNFILLABLE,
+)
 
-PROVENANCE_CODES = {
-    "none": NONE,
-    "feed": FEED,
-    "backfill": BACKFILL,
-    "repaired": REPAIRED,
-    "synthetic": SYNTHETIC,
-}
-LABELS = ("missing", "feed", "backfilled", "repaired", "synthetic")
-COLOURS = ("#d62728", "#c7e9c0", "#1f77b4", "#ff7f0e", "#9467bd")
+NONE, FEED, BACKFILL, REPAIRED, SYNTHETIC = 0, 1, 2, 3, 4
+"""Provenance codes of a minute in a coverage matrix; 5-7 say why a minute has no bar."""
+NO_TRADE, UNFILLABLE, QUARANTINED = COVERAGE_NO_TRADE, COVERAGE_UNFILLABLE, COVERAGE_QUARANTINED
+
+LABELS = (
+    "missing (unsettled)",
+    "feed",
+    "backfilled",
+    "repaired",
+    "synthetic",
+    "no trade",
+    "unfillable",
+    "quarantined",
+)
+COLOURS = (
+    "#f4a6a6",  # missing, not yet classified: light red
+    "#c7e9c0",  # feed: pale green
+    "#1f77b4",  # backfill: blue
+    "#ff7f0e",  # repaired: orange
+    "#9467bd",  # synthetic: purple
+    "#d9d9d9",  # no trade: neutral grey (nothing was lost)
+    "#d62728",  # unfillable: red (lost)
+    "#a50f15",  # quarantined: dark red (lost)
+)
+"""One colour per code: neutral for no-trade minutes, red for lost ones."""
+CHART_LEGEND = (
+    "Coverage: green feed, blue backfilled, orange repaired, purple synthetic; grey no trade "
+    "(no source has a bar: nothing lost); red unfillable or quarantined (lost)."
+)
 
 MAX_STRIPS = 40
 """Up to this many symbols get one strip each; more are drawn as shares per minute."""
@@ -49,7 +72,8 @@ def coverage_chart(
     minutes
         int64 Unix seconds (UTC, bar start) of the session's expected minutes, sorted, shape (M,).
     provenance
-        uint8 codes, shape (S, M): 0 no bar, 1 feed, 2 backfill, 3 repaired, 4 synthetic.
+        uint8 codes, shape (S, M): 0 no bar (unsettled), 1 feed, 2 backfill, 3 repaired,
+        4 synthetic, 5 no trade, 6 unfillable, 7 quarantined (see `coverage_codes`).
     symbols
         The S row labels.
     title
@@ -75,8 +99,10 @@ def coverage_chart(
             f"provenance: shape {codes.shape} does not match {len(symbols)} symbols "
             f"x {len(minutes)} minutes"
         )
-    if codes.size and codes.max() > SYNTHETIC:
-        raise ValueError(f"provenance: codes must be 0..{SYNTHETIC}, found {int(codes.max())}")
+    if codes.size and codes.max() >= len(LABELS):
+        raise ValueError(
+            f"provenance: codes must be 0..{len(LABELS) - 1}, found {int(codes.max())}"
+        )
 
     strips = len(symbols) <= MAX_STRIPS
     height = 1.6 + 0.32 * max(len(symbols), 1) if strips else 4.0
@@ -87,15 +113,13 @@ def coverage_chart(
     else:
         _draw_shares(ax, codes)
     _time_axis(ax, minutes, tz)
-    counts = np.bincount(codes.ravel(), minlength=len(LABELS)) if codes.size else np.zeros(5)
+    counts = np.bincount(codes.ravel(), minlength=len(LABELS)) if codes.size else np.zeros(8)
+    shown = [k for k in range(len(LABELS)) if counts[k] or k in (FEED, NO_TRADE, UNFILLABLE)]
     ax.set_title(title, loc="left", fontsize=11)
     fig.legend(
-        handles=[
-            Patch(color=COLOURS[k], label=f"{LABELS[k]} ({int(counts[k]):,})")
-            for k in range(len(LABELS))
-        ],
+        handles=[Patch(color=COLOURS[k], label=f"{LABELS[k]} ({int(counts[k]):,})") for k in shown],
         loc="outside lower center",
-        ncols=len(LABELS),
+        ncols=min(len(shown), 5),
         frameon=False,
         fontsize=9,
     )
@@ -116,8 +140,8 @@ def _draw_shares(ax: Axes, codes: np.ndarray) -> None:
     n_symbols, n_minutes = codes.shape
     shares = np.stack([(codes == k).sum(axis=0) for k in range(len(LABELS))]) / n_symbols * 100
     x = np.arange(n_minutes)
-    # Present states at the bottom, missing on top, so a drop in coverage reads as red from above.
-    order = [FEED, BACKFILL, REPAIRED, SYNTHETIC, NONE]
+    # Present states at the bottom, lost on top, so a drop in coverage reads as red from above.
+    order = [FEED, BACKFILL, REPAIRED, SYNTHETIC, NO_TRADE, NONE, QUARANTINED, UNFILLABLE]
     ax.stackplot(x, shares[order], colors=[COLOURS[k] for k in order], step="post", linewidth=0)
     ax.set_ylim(0, 100)
     ax.set_xlim(-0.5, n_minutes - 0.5)

@@ -22,6 +22,7 @@ from barkeeper.errors import RepositoryChangedError
 from barkeeper.live.session_records import Provenance
 from barkeeper.live.session_results import PROVENANCE_NAMES, series_bars
 from barkeeper.live.sources import NO_SOURCE
+from barkeeper.live.upkeep import real_bars
 from models.repository import read_bars
 from models.run_bars import (
     FULL_COLUMNS,
@@ -70,8 +71,11 @@ def session_series(
     source_names = (base, *sorted(set(changes["source"]) - {"", base}))
     _apply_changes(panel, provenance, codes, changes, source_names)
     intervals = [int(n) for n in spec["derived"].split(",") if n]
+    real = real_bars(provenance)  # fill-forward bars shape prices, never the constituents
     derived = {
-        n: derive(panel, bucket_layout(minutes.minutes, minutes.segment, n, spec["anchor"]))
+        n: derive(
+            panel, bucket_layout(minutes.minutes, minutes.segment, n, spec["anchor"]), None, real
+        )
         for n in intervals
     }
     return series_bars(panel, provenance, derived, codes, source_names)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import pandas as pd
@@ -9,7 +10,9 @@ from rich.console import Console
 from rich.table import Table
 from sqlalchemy import Engine
 
+from barkeeper.core.vocabulary import LEGEND, threshold_legend
 from barkeeper.live.session_results import symbol_figures
+from barkeeper.settings import load_settings
 from models.results import read_table, resolve_run
 from models.tables import Gap, SessionMetric, ValidationResult
 
@@ -36,6 +39,8 @@ def run_report(engine: Engine, run_id: str | None = None) -> dict[str, Any]:
         "run_id": run.id,
         "status": run.status,
         "data_docs": run.data_docs,
+        "quality_threshold": json.loads(run.parameters or "{}").get("quality_threshold")
+        or load_settings().quality_threshold,
         "sessions": sessions,
     }
 
@@ -52,7 +57,10 @@ def gaps_of(engine: Engine, run_id: str) -> pd.DataFrame:
 
 
 def render(report: dict[str, Any], console: Console) -> None:
-    """One table of every session's per-symbol figures."""
+    """One table of every session's per-symbol figures, its legend and any no-data symbols.
+
+    With extended hours, each symbol's pre- and post-market segments get rows of their own.
+    """
     console.print(f"run {report['run_id']} ({report['status']})")
     if report["data_docs"]:
         console.print(f"Data Docs: {report['data_docs']}", soft_wrap=True)
@@ -61,6 +69,7 @@ def render(report: dict[str, Any], console: Console) -> None:
         "session",
         "symbol",
         "quality %",
+        "complete %",
         "actual/exp",
         "gaps",
         "backfill",
@@ -73,19 +82,9 @@ def render(report: dict[str, Any], console: Console) -> None:
         table.add_column(name, justify="left" if i < 2 else "right", no_wrap=True)
     for session in report["sessions"]:
         for symbol, m in session["symbols"].items():
-            quality = m.get("bar_quality")
-            table.add_row(
-                session["date"],
-                symbol,
-                "" if quality is None else f"{quality:.1f}",
-                f"{m.get('actual_bars')}/{m.get('expected_bars')}",
-                str(m.get("gaps")),
-                str(m.get("backfilled_bars")),
-                str(m.get("repaired_bars")),
-                str(m.get("no_trade_bars")),
-                str(m.get("unfillable_bars")),
-                {True: "yes", False: "NO", None: "-"}[m.get("validation_success")],
-            )
+            table.add_row(session["date"], symbol, *_figures(m))
+            for segment, figures in m.get("segments", {}).items():
+                table.add_row(session["date"], f"{symbol} ({segment})", *_figures(figures))
     console.print(table)
     for session in report["sessions"]:  # several sources: where the bars came from
         for symbol, m in session["symbols"].items():
@@ -96,3 +95,44 @@ def render(report: dict[str, Any], console: Console) -> None:
                     f"{session['date']} {symbol}: bars by source {by_source}; "
                     f"feed gaps {m.get('feed_gaps')}; discrepancies {m.get('discrepancies')}"
                 )
+    console.print(f"{LEGEND}; {threshold_legend(report.get('quality_threshold'))}", soft_wrap=True)
+
+
+def _figures(m: dict[str, Any]) -> tuple[str, ...]:
+    quality, complete = m.get("bar_quality"), m.get("completeness")
+    return (
+        "" if quality is None else f"{quality:.1f}",
+        "" if complete is None else f"{complete:.1f}",
+        f"{m.get('actual_bars')}/{m.get('expected_bars')}",
+        str(m.get("gaps")),
+        str(m.get("backfilled_bars")),
+        str(m.get("repaired_bars")),
+        str(m.get("no_trade_bars")),
+        str(m.get("unfillable_bars")),
+        {True: "yes", False: "NO", None: "-"}[m.get("validation_success")],
+    )
+
+
+def no_data_symbols(report: dict[str, Any]) -> list[tuple[str, str]]:
+    """(session, symbol) pairs with no bar in any source for the whole session."""
+    return [
+        (session["date"], symbol)
+        for session in report["sessions"]
+        for symbol, m in session["symbols"].items()
+        if m.get("no_data")
+    ]
+
+
+def failure_lines(failed: pd.DataFrame, limit: int = 20) -> list[str]:
+    """One line per failed expectation result, naming the symbols of its sample rows."""
+    lines = []
+    for row in failed.head(limit).itertuples(index=False):
+        sample = json.loads(row.unexpected_sample or "[]")
+        symbols = sorted({str(r["symbol"]) for r in sample if r.get("symbol") is not None})
+        who = f" symbols {', '.join(symbols)}:" if symbols else ""
+        names = ", ".join(json.loads(row.failing))
+        lines.append(
+            f"failed: {row.stage} {row.session} {row.suite} ({row.severity}):{who} "
+            f"{row.failed}/{row.evaluated} expectations failed: {names}"
+        )
+    return lines

@@ -278,4 +278,18 @@ def test_coverage_chart_refuses_mismatched_shapes() -> None:
     with pytest.raises(ValueError, match="shape"):
         coverage_chart(minutes, np.zeros((2, 9), np.uint8), ["A", "B"], "t")
     with pytest.raises(ValueError, match="codes"):
-        coverage_chart(minutes, np.full((2, 10), 7, np.uint8), ["A", "B"], "t")
+        coverage_chart(minutes, np.full((2, 10), 8, np.uint8), ["A", "B"], "t")
+
+
+def test_an_audit_of_a_session_without_data_says_so(
+    harness: None, landing: Path, sqlite_url: str
+) -> None:
+    """2023-07-14 is a trading day the repository has no bar for: `no data`, never `passed`."""
+    from flows.audit import nightly_audit
+
+    document = nightly_audit(AuditParameters(start=date(2023, 7, 14), derived=[5]))
+    symbols = document["sessions"][0]["symbols"]
+    assert symbols and all(m["no_data"] and m["source_bars"] == 0 for m in symbols.values())
+    summary = read_artifacts(document["run_id"])["barkeeper-audit-summary"].data
+    assert "2023-07-14: **no data**" in summary and "2023-07-14: passed" not in summary
+    assert "| no data |" in summary

@@ -14,6 +14,7 @@ import pytest
 from conftest import CHROMIUM_ARGS, REPO_ROOT, need
 
 from barkeeper.core.panel import BAR_COLUMNS
+from barkeeper.core.vocabulary import LEGEND
 from barkeeper.quality.data_docs import docs_site, run_final_checkpoint
 from barkeeper.quality.frames import prepare_bars_1m, prepare_derived, prepare_session_quality
 from barkeeper.quality.offline_assets import CDN_MAP, localise_page
@@ -49,7 +50,9 @@ def msft_session(real_dir: Path) -> dict[str, pd.DataFrame]:
             "expected_bars": [390],
             "actual_bars": [390],
             "bar_quality": [100.0],
+            "completeness": [100.0],
             "unfillable_bars": [0],
+            "no_data": [False],
         }
     )
     return {
@@ -159,6 +162,13 @@ def test_data_docs_render_offline_in_chromium(docs: dict[str, object]) -> None:
                 == "flex"
             )
             page.screenshot(path=str(OUTPUT / "data_docs_bars_1m.png"), full_page=True)
+
+            # The figures' one-line legend, on the page that shows them.
+            page.goto(docs["second"].pages["session_quality"].as_uri(), wait_until="load")
+            legend = page.locator("p.barkeeper-legend").inner_text()
+            assert LEGEND in legend and "judges completeness" in legend
+            assert "completeness" in page.locator("body").inner_text()
+            page.screenshot(path=str(OUTPUT / "data_docs_session_quality_legend.png"))
         finally:
             browser.close()
     assert blocked == []
@@ -172,7 +182,9 @@ def test_stored_results_stay_bounded(tmp_path: Path) -> None:
             "expected_bars": [390, 390],
             "actual_bars": [390, 300],
             "bar_quality": [100.0, 300 / 390 * 100],
+            "completeness": [100.0, 300 / 390 * 100],
             "unfillable_bars": [0, 90],
+            "no_data": [False, False],
         }
     )
     reports = [
@@ -190,7 +202,7 @@ def test_stored_results_stay_bounded(tmp_path: Path) -> None:
     (result,) = reports[3].results
     assert (result.severity, result.failing) == (
         "warning",
-        ["bar_quality_at_threshold", "unfillable_share_bounded"],
+        ["completeness_at_threshold", "unfillable_share_bounded"],
     )
 
 
@@ -202,7 +214,9 @@ def quality_frame(bar_quality: list[float]) -> pd.DataFrame:
             "expected_bars": [390] * n,
             "actual_bars": [round(q * 3.9) for q in bar_quality],
             "bar_quality": bar_quality,
+            "completeness": bar_quality,
             "unfillable_bars": [0] * n,
+            "no_data": [False] * n,
         }
     )
 
@@ -221,7 +235,7 @@ def test_cached_context_keeps_concurrent_runs_apart(tmp_path: Path) -> None:
         reports = list(pool.map(run, range(6)))
     for passing, report in reports:
         (result,) = report.results
-        assert result.failing == ([] if passing else ["bar_quality_at_threshold"])
+        assert result.failing == ([] if passing else ["completeness_at_threshold"])
         page = " ".join(re.sub(r"<[^>]+>", " ", report.page.read_text()).split())
         assert f"Unsuccessful Expectations {0 if passing else 1} " in page
     assert docs_site(tmp_path) is docs_site(tmp_path / ".." / tmp_path.name)

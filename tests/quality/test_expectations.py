@@ -233,14 +233,18 @@ def test_derived_volume_is_recomputed_from_the_1m_bars() -> None:
     assert (prepared["volume_mismatch"] == 0).all()
 
 
-def metrics(quality: float = 100.0, unfillable: int = 0) -> pd.DataFrame:
+def metrics(
+    quality: float = 100.0, unfillable: int = 0, complete: float = 100.0, no_data: bool = False
+) -> pd.DataFrame:
     return pd.DataFrame(
         {
             "symbol": ["A", "B"],
             "expected_bars": [390, 390],
             "actual_bars": [390, round(390 * quality / 100)],
             "bar_quality": [100.0, quality],
+            "completeness": [100.0, complete],
             "unfillable_bars": [0, unfillable],
+            "no_data": [False, no_data],
         }
     )
 
@@ -249,8 +253,10 @@ def metrics(quality: float = 100.0, unfillable: int = 0) -> pd.DataFrame:
     ("frame", "failing"),
     [
         (metrics(), []),
-        (metrics(quality=90.0), ["bar_quality_at_threshold"]),
+        (metrics(quality=20.0), []),  # illiquid: a low bar_quality with nothing lost passes
+        (metrics(quality=90.0, complete=90.0), ["completeness_at_threshold"]),
         (metrics(unfillable=40), ["unfillable_share_bounded"]),
+        (metrics(quality=0.0, no_data=True), ["has_data"]),
     ],
 )
 def test_session_quality_rules_are_warnings(
@@ -261,7 +267,8 @@ def test_session_quality_rules_are_warnings(
 
 
 def test_quality_threshold_comes_from_parameters() -> None:
-    (result,) = Validator({"quality_threshold": 85}).validate_session_quality(metrics(quality=90.0))
+    frame = metrics(quality=90.0, complete=90.0)
+    (result,) = Validator({"quality_threshold": 85}).validate_session_quality(frame)
     assert result.success
     assert prepare_session_quality(metrics(unfillable=39))["unfillable_share"].iloc[
         1

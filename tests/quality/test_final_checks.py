@@ -52,6 +52,8 @@ def session_frames(session: date, bars: pd.DataFrame) -> dict[str, pd.DataFrame]
         }
     )
     metrics["bar_quality"] = 100.0 * metrics["actual_bars"] / 390
+    metrics["completeness"] = metrics["bar_quality"]  # the sources have every minute
+    metrics["no_data"] = False
     return {
         "bars_1m": prepare_bars_1m(one, minutes),
         "bars_derived": prepare_derived(five, one),
