@@ -17,7 +17,7 @@ from barkeeper.live.coordinator import parse_speed
 from barkeeper.live.faults import FaultConfig, parse_outage
 from barkeeper.live.handlers import handler_factory
 from barkeeper.live.replay import ReplayPlan
-from barkeeper.live.upkeep import UpkeepConfig
+from barkeeper.live.upkeep_config import UpkeepConfig
 from barkeeper.params import ReplayParameters
 from barkeeper.reports.folders import writable_folder
 from barkeeper.settings import Settings

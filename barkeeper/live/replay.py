@@ -32,7 +32,8 @@ from barkeeper.live.run_changes import SourceSlice, source_slice
 from barkeeper.live.session_checks import CycleChecks
 from barkeeper.live.session_data import SessionData
 from barkeeper.live.session_results import SessionState, quarantined_mask
-from barkeeper.live.upkeep import Upkeep, UpkeepConfig
+from barkeeper.live.upkeep import Upkeep
+from barkeeper.live.upkeep_config import UpkeepConfig
 
 if TYPE_CHECKING:
     from barkeeper.quality.final_checks import FinalChecks

@@ -20,7 +20,7 @@ from barkeeper.core.panel import PRICE_COLUMNS, Panel
 from barkeeper.core.vocabulary import completeness
 from barkeeper.live.session_data import Provenance
 from barkeeper.live.sources import NO_SOURCE, slot_source_codes, source_counts
-from barkeeper.live.upkeep import SlotState, real_bars
+from barkeeper.live.upkeep_config import SlotState, real_bars
 
 SEGMENT_NAMES = {REGULAR: "regular", PRE: "pre", POST: "post"}
 GAP_OPEN, GAP_BACKFILLED, GAP_NO_TRADE, GAP_UNFILLABLE, GAP_QUARANTINED = 0, 1, 2, 3, 4

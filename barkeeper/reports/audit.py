@@ -26,7 +26,7 @@ from barkeeper.live.session_results import (
     session_gaps,
     session_metrics,
 )
-from barkeeper.live.upkeep import SlotState
+from barkeeper.live.upkeep_config import SlotState
 from barkeeper.quality.validation import SuiteResult
 from models.tables import DEFAULT_SOURCE
 

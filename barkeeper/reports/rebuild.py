@@ -22,7 +22,7 @@ from barkeeper.errors import RepositoryChangedError
 from barkeeper.live.session_records import Provenance
 from barkeeper.live.session_results import PROVENANCE_NAMES, series_bars
 from barkeeper.live.sources import NO_SOURCE
-from barkeeper.live.upkeep import real_bars
+from barkeeper.live.upkeep_config import real_bars
 from models.repository import read_bars
 from models.run_bars import (
     FULL_COLUMNS,

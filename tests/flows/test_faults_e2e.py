@@ -36,7 +36,8 @@ from barkeeper.core.synth import synthetic_bars
 from barkeeper.ingest.files import ingest_file
 from barkeeper.live.session_data import SessionData
 from barkeeper.live.session_records import Provenance
-from barkeeper.live.upkeep import SlotState, Upkeep, UpkeepConfig
+from barkeeper.live.upkeep import Upkeep
+from barkeeper.live.upkeep_config import SlotState, UpkeepConfig
 from barkeeper.params import ReplayParameters
 from barkeeper.reports.rebuild import run_series
 from models.engine import engine_for

@@ -25,7 +25,8 @@ from barkeeper.core.synth import synthetic_bars
 from barkeeper.live.faults import FaultConfig, inject
 from barkeeper.live.session_data import SessionData
 from barkeeper.live.session_records import Provenance
-from barkeeper.live.upkeep import SlotState, Upkeep, UpkeepConfig
+from barkeeper.live.upkeep import Upkeep
+from barkeeper.live.upkeep_config import SlotState, UpkeepConfig
 
 OPEN = 1_688_995_800  # 2023-07-10 13:30 UTC
 INTERVALS = (5, 15)
