@@ -185,6 +185,7 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         "BARKEEPER_DATABASE_URL": database_url,
         "BARKEEPER_REPORTS_DIR": str(root / "reports"),
         "BARKEEPER_LANDING_DIR": str(root / "landing"),
+        "BARKEEPER_LANDING_SETTLE_SECONDS": "0",  # the test's files are complete when written
         "BARKEEPER_SERVE_READY": str(home / "ready"),
     }
     began = time.monotonic()

@@ -87,7 +87,13 @@ def test_prefect_runs_per_run_do_not_grow_with_symbols_or_sessions(
     _, wide = replay.timed_replay(names, upkeep=True)
     _, long = replay.timed_replay(names[:3], upkeep=True, sessions=3)
     # counted through the API, the upkeep subflow and its tasks included
-    expected = {"open_run": 1, "stream_sessions": 1, "flow:data_upkeep": 1, "publish_report": 1}
+    expected = {
+        "open_run": 1,
+        "stream_sessions": 1,
+        "flow:data_upkeep": 1,
+        "publish_report": 1,
+        "emit_run_events": 1,
+    }
     assert small["prefect_runs"] == expected
     assert small["prefect_runs_per_run"] == sum(expected.values())
     assert replay.prefect_runs(wide) == expected  # 2,000 symbols
