@@ -198,5 +198,7 @@ def test_read_only_store_is_reported_and_exported_but_not_written(tmp_path: Path
 def test_a_store_that_cannot_be_opened(tmp_path: Path) -> None:
     url = f"sqlite:///{tmp_path / 'no_such_folder' / 'store.db'}"  # as with no permission
     outcomes = run_all(["report", "import", "replay"], url, tmp_path)
+    status, err = outcomes.pop("report")  # a reader names the missing store and how to make one
+    assert status == 2 and error_line(err).startswith("barkeeper: error: no store at "), err
     assert_one_line(outcomes, url, "cannot be opened")
     assert not (tmp_path / "no_such_folder").exists()

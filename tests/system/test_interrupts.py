@@ -25,6 +25,7 @@ import pytest
 from conftest import SAMPLE_DIR
 
 from barkeeper.ingest.files import ingest_file
+from barkeeper.reports.rebuild import run_series
 from models.engine import engine_for
 from models.schema import init_db
 
@@ -122,15 +123,16 @@ def test_signal_mid_replay_is_one_line_and_marks_the_run(
     # a session's results are all there or none: metrics and bars name the same sessions
     sessions = {
         table: {s for (s,) in rows(url, f"SELECT session FROM {table} WHERE run_id = ?", run_id)}
-        for table in ("session_metric", "run_bar")
+        for table in ("session_metric", "run_session")
     }
-    assert sessions["session_metric"] == sessions["run_bar"]
-    bars_sql = ("SELECT symbol, count(*) FROM run_bar WHERE run_id = ? AND session = ? "
-                "AND interval = 1 AND provenance != 'synthetic' GROUP BY symbol")  # fmt: skip
+    assert sessions["session_metric"] == sessions["run_session"]
     metrics_sql = ("SELECT symbol, actual_bars FROM session_metric WHERE run_id = ? "
                    "AND session = ? AND segment = 'regular'")  # fmt: skip
-    for session in sessions["run_bar"]:
-        stored = dict(rows(url, bars_sql, run_id, session))
+    series = run_series(engine_for(url), run_id)  # rebuilt: repository + the run's changes
+    series = series.loc[(series["interval"] == 1) & (series["provenance"] != "synthetic")]
+    for session in sessions["run_session"]:
+        mine = series.loc[series["session"].astype(str) == str(session)]
+        stored = {str(k): int(v) for k, v in mine.groupby("symbol").size().items()}
         actual = dict(rows(url, metrics_sql, run_id, session))
         assert stored == actual
 

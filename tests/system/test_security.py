@@ -28,6 +28,7 @@ from barkeeper.errors import ParameterError
 from barkeeper.ingest.files import ingest_file
 from barkeeper.ingest.paths import confine
 from barkeeper.params import ReplayParameters
+from barkeeper.reports.rebuild import run_series
 from models.engine import engine_for
 from models.schema import init_db
 
@@ -73,9 +74,8 @@ def test_a_hostile_symbol_is_imported_and_replayed_as_plain_data(tmp_path: Path)
         assert set(SQLModel.metadata.tables) <= set(inspect(conn).get_table_names())
         counts = dict(conn.execute(text("SELECT symbol, count(*) FROM bar GROUP BY symbol")).all())
         assert counts == {"MSFT": counts["MSFT"], HOSTILE: counts["MSFT"]}
-        session_bars = conn.execute(
-            text("SELECT count(*) FROM run_bar WHERE symbol = :s AND interval = 1"), {"s": HOSTILE}
-        ).scalar_one()
+    series = run_series(engine, json.loads(replay.stdout)["run_id"])  # repository + changes
+    session_bars = int(((series["symbol"] == HOSTILE) & (series["interval"] == 1)).sum())
     assert session_bars == figures[HOSTILE]["actual_bars"] > 300
     exported = CliRunner().invoke(app, ["export", "--latest", "--symbol", HOSTILE, "--date",
                                         SESSION, "--db", url])  # fmt: skip
