@@ -49,7 +49,8 @@ def prefect_api() -> Iterator[str]:
         with pointed_at(local.api_url):
             yield local.api_url
         return
-    print(EPHEMERAL_NOTE, file=sys.stderr)
+    if sys.stderr.isatty():  # a hint for a person; scripts keep their one-line stderr
+        print(EPHEMERAL_NOTE, file=sys.stderr)
     server = _start_temporary()
     try:
         with pointed_at(server.api_url):
