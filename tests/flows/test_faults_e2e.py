@@ -360,7 +360,7 @@ class DownRepository:
 
     calls = 0
 
-    def __init__(self, database_url: str) -> None:
+    def __init__(self, database_url: str, name: str = "default") -> None:
         self.database_url = database_url
 
     def fetch(self, keys: pd.DataFrame) -> pd.DataFrame:
