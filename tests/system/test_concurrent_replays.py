@@ -126,7 +126,5 @@ def test_three_replays_at_once_complete_with_the_results_of_one_alone(
             assert len(frame) > 0, key
             pd.testing.assert_frame_equal(run_bars[key], frame, obj=str(key))
 
-    temporary = "using a temporary one" in together[0][1]
-    assert temporary == (api == "temporary")  # the commands say when they start their own API
-    if temporary:  # and stop it when they end
+    if api == "temporary":  # the commands stop the API they started when they end
         assert processes_with(environment["PREFECT_HOME"]) == []
