@@ -12,6 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import CHROMIUM_ARGS, REPO_ROOT, need
+from helpers import five_minute_oracle
 
 from barkeeper.core.panel import BAR_COLUMNS
 from barkeeper.core.vocabulary import LEGEND
@@ -30,20 +31,7 @@ def msft_session(real_dir: Path) -> dict[str, pd.DataFrame]:
     start = pd.Timestamp("2023-07-10 04:00", tz="America/New_York")
     minutes = pd.date_range(start, periods=960, freq="1min").as_unit("s").asi8
     bars = raw.loc[raw["ts"].between(minutes[0], minutes[-1]), list(BAR_COLUMNS)]
-    bins = bars.assign(ts=bars["ts"] // 300 * 300)
-    derived = (
-        bins.groupby(["symbol", "ts"])
-        .agg(
-            open=("open", "first"),
-            high=("high", "max"),
-            low=("low", "min"),
-            close=("close", "last"),
-            volume=("volume", "sum"),
-            constituents=("volume", "size"),
-        )
-        .reset_index()
-        .assign(interval=5, expected_constituents=5)
-    )
+    derived = five_minute_oracle(bars)
     metrics = pd.DataFrame(
         {
             "symbol": ["MSFT"],

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import five_minute_oracle
 
 from barkeeper.core.calendar import Calendar
 from barkeeper.core.panel import BAR_COLUMNS
@@ -27,20 +28,7 @@ def session_frames(session: date, bars: pd.DataFrame) -> dict[str, pd.DataFrame]
     if session == SESSIONS[1]:
         row = one.index[(one["symbol"] == "BBB")][10]
         one.loc[row, "high"] = one.loc[row, "low"] - 1.0  # high below open/close: critical
-    five = (
-        one.assign(ts=one["ts"] // 300 * 300)
-        .groupby(["symbol", "ts"])
-        .agg(
-            open=("open", "first"),
-            high=("high", "max"),
-            low=("low", "min"),
-            close=("close", "last"),
-            volume=("volume", "sum"),
-            constituents=("volume", "size"),
-        )
-        .reset_index()
-        .assign(interval=5, expected_constituents=5)
-    )
+    five = five_minute_oracle(one)
     if session == SESSIONS[2]:
         five.loc[five["symbol"] == "CCC", "constituents"] = 9  # more than expected: critical
     metrics = pd.DataFrame(
