@@ -24,7 +24,7 @@ from sqlalchemy import Connection, Engine, delete, func, select
 
 from barkeeper.core.panel import BAR_COLUMNS, PRICE_COLUMNS
 from models.bulk import insert_rows, transaction
-from models.tables import DEFAULT_SOURCE, Bar, IngestedFile, Quarantine
+from models.tables import DEFAULT_SOURCE, Bar, IngestedFile, Quarantine, nanos, utcnow
 
 BAR_INTERVAL = 1
 QUARANTINE_COLUMNS = ("file", "line", "raw", "reason", "symbol", "source")
@@ -47,14 +47,19 @@ class UpsertCounts:
 
 
 def upsert_bars(
-    bind: Bind, bars: pd.DataFrame, origin: str, source: str = DEFAULT_SOURCE
+    bind: Bind,
+    bars: pd.DataFrame,
+    origin: str,
+    source: str = DEFAULT_SOURCE,
+    stored_at: int | None = None,
 ) -> UpsertCounts:
     """Insert or correct 1-minute bars of `source`, keyed on symbol + interval 1 + ts + source.
 
     A row identical (OHLCV) to the stored bar is skipped, so re-importing a file changes
     nothing; a row that differs replaces the stored bar (a vendor correction) and counts as
     stored. Within `bars` a key must appear once (the later row wins otherwise). `origin`
-    says what delivered the bars (a file name).
+    says what delivered the bars (a file name); `stored_at` (epoch ns, default now) is when,
+    written on every new or changed bar.
     """
     if bars.empty:
         return UpsertCounts(0, 0)
@@ -66,6 +71,7 @@ def upsert_bars(
         **{c: frame[c].to_numpy(dtype=np.float64).tolist() for c in PRICE_COLUMNS},
         "source": [source] * len(frame),
         "origin": [origin[:255]] * len(frame),
+        "stored_at": [nanos(utcnow()) if stored_at is None else stored_at] * len(frame),
     }
     stored = insert_rows(
         bind,

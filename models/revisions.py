@@ -5,7 +5,7 @@ and bars with other values (kept as revisions, kept as stored, or sent to quaran
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Literal
 
 import numpy as np
@@ -15,7 +15,7 @@ from sqlalchemy import Connection, select
 from barkeeper.core.panel import PRICE_COLUMNS
 from models.bulk import insert_rows, transaction
 from models.repository import BAR_INTERVAL, Bind, read_bars_at, upsert_bars
-from models.tables import DEFAULT_SOURCE, Bar, BarRevision
+from models.tables import DEFAULT_SOURCE, Bar, BarRevision, nanos, utcnow
 
 OnConflict = Literal["replace", "keep", "quarantine"]
 ON_CONFLICT: tuple[OnConflict, ...] = ("replace", "keep", "quarantine")
@@ -49,8 +49,11 @@ def store_bars(
     A bar with other values than the stored one is a vendor revision: ``replace`` stores it and
     keeps the stored values in `bar_revision` (with the file they came from, when and by
     which file they were replaced); ``keep`` leaves the stored bar; ``quarantine`` leaves it
-    and returns the new row for quarantine.
+    and returns the new row for quarantine. The bars written are stored at the instant the
+    replaced ones were replaced, so the repository as of any earlier time can be put back
+    (`models.as_of`).
     """
+    now = utcnow()
     stored = revised = kept = skipped = 0
     conflicts = []
     for start in range(0, len(bars), ROWS_PER_STEP):
@@ -64,9 +67,9 @@ def store_bars(
         changed = present & ~same
         write = ~present | (changed if on_conflict == "replace" else False)
         if on_conflict == "replace" and changed.any():
-            _keep_revisions(conn, merged[changed], replaced_by=file, source=source)
+            _keep_revisions(conn, merged[changed], file, source, now)
         if write.any():
-            upsert_bars(conn, part[write], origin=file, source=source)
+            upsert_bars(conn, part[write], origin=file, source=source, stored_at=nanos(now))
         stored += int((~present).sum())
         skipped += int(same.sum())
         n_changed = int(changed.sum())
@@ -80,28 +83,32 @@ def store_bars(
     return StoreCounts(stored, revised, kept, skipped, lines.astype(np.int64))
 
 
-def _keep_revisions(conn: Connection, changed: pd.DataFrame, replaced_by: str, source: str) -> None:
-    """Copy `source`'s stored values of `changed` bars (a symbol at a time) into `bar_revision`."""
+def _keep_revisions(
+    conn: Connection, changed: pd.DataFrame, replaced_by: str, source: str, now: datetime
+) -> None:
+    """Copy `source`'s stored values of `changed` bars (a symbol at a time) into `bar_revision`,
+    with the file they came from and when they had been stored."""
     for symbol, group in changed.groupby("symbol", sort=False):
         stamps = group["ts"].to_numpy(np.int64).tolist()
-        files: dict[int, str] = {}
+        stored: dict[int, tuple[str, int | None]] = {}
         for i in range(0, len(stamps), TS_PER_QUERY):
-            query = select(Bar.ts, Bar.origin).where(
+            query = select(Bar.ts, Bar.origin, Bar.stored_at).where(
                 Bar.symbol == symbol,
                 Bar.interval == BAR_INTERVAL,
                 Bar.source == source,
                 Bar.ts.in_(stamps[i : i + TS_PER_QUERY]),
             )
-            files.update((int(ts), str(origin)) for ts, origin in conn.execute(query))
+            stored.update((int(ts), (str(o), at)) for ts, o, at in conn.execute(query))
         rows = {
             "symbol": [str(symbol)] * len(group),
             "interval": [BAR_INTERVAL] * len(group),
             "ts": stamps,
             "source": [source] * len(group),
             **{c: group[f"{c}_stored"].to_numpy(np.float64).tolist() for c in PRICE_COLUMNS},
-            "file": [files.get(ts, "") for ts in stamps],
-            "replaced_at": [datetime.now(UTC)] * len(group),
+            "file": [stored.get(ts, ("", None))[0] for ts in stamps],
+            "replaced_at": [now] * len(group),
             "replaced_by": [replaced_by[:1024]] * len(group),
+            "stored_at": [stored.get(ts, ("", None))[1] for ts in stamps],
         }
         insert_rows(conn, BarRevision, rows)
 

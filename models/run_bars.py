@@ -48,7 +48,7 @@ def write_session_bars(
     spec
         The run_session fields besides the keys and `bars`: calendar, extended_hours,
         anchor, derived ("5,15,1440"), window_start, window_end, source (the source whose
-        slice is the base; "" for none).
+        slice is the base; "" for none), read_at (when the slice was read, epoch ns).
     sources
         Columns symbol, bars, digest: the fingerprint of each symbol's slice as read.
     changes

@@ -6,16 +6,25 @@ readers convert at the edge.
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 
 from sqlalchemy import BigInteger, Column, Index, Text
 from sqlmodel import Field, SQLModel
 
 from barkeeper.params import DEFAULT_SOURCE  # re-exported: the store's default source
 
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
+
+
+def nanos(moment: datetime) -> int:
+    """`moment` as epoch nanoseconds, exactly (a naive datetime is read as UTC, as SQLite
+    returns them)."""
+    aware = moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return (aware - EPOCH) // timedelta(microseconds=1) * 1000
 
 
 class Bar(SQLModel, table=True):
@@ -37,6 +46,10 @@ class Bar(SQLModel, table=True):
     close: float
     volume: float
     origin: str = Field(default="", max_length=255)
+    # When these values were stored (epoch ns, UTC; NULL: before revision 0007). Integers like
+    # `ts`: nothing to convert per row in a bulk write, and the same comparison on both stores
+    # against a run's read time (`RunSession.read_at`) without timestamp formats or zones.
+    stored_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class Quarantine(SQLModel, table=True):
@@ -95,6 +108,8 @@ class BarRevision(SQLModel, table=True):
     file: str = Field(default="", max_length=1024)  # the file these values came from
     replaced_at: datetime = Field(default_factory=utcnow)
     replaced_by: str = Field(default="", max_length=1024)  # the file that replaced them
+    # When the replaced values had been stored (the bar's `stored_at`; NULL: before 0007).
+    stored_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class Run(SQLModel, table=True):
@@ -207,6 +222,9 @@ class RunSession(SQLModel, table=True):
     # The source whose repository slice is the base ("" for a feed file: no base, every kept
     # bar is a change).
     source: str = Field(default=DEFAULT_SOURCE, max_length=64)
+    # When the run had read the slice (epoch ns, UTC; NULL: before 0007, the run's start
+    # stands in): the export rebuilds the slice as of then if it changed since.
+    read_at: int | None = Field(default=None, sa_column=Column(BigInteger, nullable=True))
 
 
 class RunSource(SQLModel, table=True):

@@ -44,7 +44,7 @@ from models.repository import (
     record_ingested_file,
 )
 from models.results import write_session_results, write_validation_results
-from models.tables import DEFAULT_SOURCE, Bar
+from models.tables import DEFAULT_SOURCE, Bar, nanos, utcnow
 
 QUALITY_KEY = "barkeeper-audit-quality"
 SUMMARY_KEY = "barkeeper-audit-summary"
@@ -202,7 +202,7 @@ def store_session(
     metrics = check.with_validation(audit.metrics)
     write_session_results(engine, run_id, audit.session, metrics=metrics, gaps=audit.gaps)
     write_validation_results(engine, check.records(run_id))
-    derived = audit.derived_bars().assign(source=source)
+    derived = audit.derived_bars().assign(source=source, stored_at=nanos(utcnow()))
     start, end = int(audit.minutes.minutes[0]), audit.minutes.close_ts
     symbols = list(audit.panel.symbols)
     # Replace the session's derived bars in one transaction: re-running gives the same rows,

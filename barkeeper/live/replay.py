@@ -16,7 +16,7 @@ import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
-from time import monotonic, perf_counter
+from time import monotonic, perf_counter, time_ns
 from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
@@ -216,8 +216,11 @@ class Replay:
         layouts = self.layouts(minutes)
         window = self.day_window(session)
         bars = self.read_bars(self.plan.symbols, *window)
+        read_at = time_ns()  # after the read: every bar it saw was stored before this
         base = "" if self.plan.feed_file else self.plan.feed  # a feed file: no repository base
-        self.sources[session] = source_slice(bars, minutes, self.plan.symbols, window, base)
+        self.sources[session] = source_slice(
+            bars, minutes, self.plan.symbols, window, base, read_at
+        )
         inside = np.isin(bars["ts"].to_numpy(), minutes.minutes)
         outside = bars.loc[~inside].groupby("symbol").size()
         faulted = inject(bars.loc[inside].reset_index(drop=True), self.plan.faults, session)

@@ -43,13 +43,15 @@ class SourceSlice:
 
     `panel` holds the bars at the session's minutes (what the run's series starts from);
     `digests` fingerprints every symbol's rows of the read `window` (the local day); `source`
-    names the repository source read ("" when the feed was a file: an empty base).
+    names the repository source read ("" when the feed was a file: an empty base); `read_at`
+    is when the read had returned (epoch ns): the repository as of then is what it read.
     """
 
     panel: Panel
     digests: pd.DataFrame
     window: tuple[int, int]
     source: str
+    read_at: int
 
 
 def source_slice(
@@ -58,6 +60,7 @@ def source_slice(
     symbols: tuple[str, ...],
     window: tuple[int, int],
     source: str,
+    read_at: int,
 ) -> SourceSlice:
     """Fingerprint the rows of `source` read for a session and lay its in-session bars out as
     a panel; with no source (a feed file) the base is empty and every kept bar is a change."""
@@ -65,9 +68,8 @@ def source_slice(
         bars = bars.iloc[:0]
     panel = Panel.empty(symbols, minutes.minutes)
     panel.fill(bars)
-    return SourceSlice(
-        panel=panel, digests=slice_digests(bars, symbols), window=window, source=source
-    )
+    digests = slice_digests(bars, symbols)
+    return SourceSlice(panel, digests, window, source, read_at)
 
 
 def session_changes(state: SessionState, source: SourceSlice, rows: slice) -> pd.DataFrame:
@@ -124,6 +126,7 @@ def persist_session_bars(
         "window_start": source.window[0],
         "window_end": source.window[1],
         "source": source.source,
+        "read_at": source.read_at,
     }
     return write_session_bars(
         engine, run_id, minutes.session, spec, source.digests, _chunks(state, source)

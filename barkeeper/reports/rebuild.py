@@ -1,14 +1,17 @@
 """A run's full series put back together: the repository's bars plus the run's changes.
 
 The repository slice is read again and checked against the fingerprint the run recorded; a
-slice that changed since refuses the rebuild (RepositoryChangedError) rather than export bars
-the run never had. Derived bars are recomputed with the replay's own kernel and layout.
+slice that changed since (a later delivery) is put back as of when the run read it, from the
+storage times and revisions, and checked again; only a slice that still differs (a change
+nothing recorded) refuses the rebuild (RepositoryChangedError) rather than export bars the run
+never had. Derived bars are recomputed with the replay's own kernel and layout.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -23,7 +26,9 @@ from barkeeper.live.session_records import Provenance
 from barkeeper.live.session_results import PROVENANCE_NAMES, series_bars
 from barkeeper.live.sources import NO_SOURCE
 from barkeeper.live.upkeep_config import real_bars
+from models.as_of import read_bars_as_of
 from models.repository import read_bars
+from models.results import resolve_run
 from models.run_bars import (
     FULL_COLUMNS,
     read_full_copy,
@@ -32,6 +37,7 @@ from models.run_bars import (
     read_run_sources,
     run_sessions,
 )
+from models.tables import nanos
 
 PROVENANCE_CODES = {name: code for code, name in PROVENANCE_NAMES.items()}
 
@@ -46,7 +52,8 @@ def session_series(
     Raises
     ------
     RepositoryChangedError
-        The repository's rows of a symbol's session differ from those the run read.
+        The repository's rows of a symbol's session differ from those the run read, even as
+        of when it read them.
     """
     spec = read_run_session(engine, run_id, session)
     if spec is None:
@@ -60,8 +67,7 @@ def session_series(
     names = tuple(sources["symbol"])
     base = spec["source"]  # "" when the feed was a file: the run's changes are every bar
     window = (spec["window_start"], spec["window_end"] if base else spec["window_start"])
-    repository = read_bars(engine, names, *window, source=base)
-    check_sources(run_id, session, sources, slice_digests(repository, names))
+    repository = slice_as_read(engine, run_id, session, spec, sources, window)
     minutes = Calendar(spec["calendar"]).session_minutes(session, spec["extended_hours"])
     panel = Panel.empty(names, minutes.minutes)
     panel.fill(repository)
@@ -81,19 +87,47 @@ def session_series(
     return series_bars(panel, provenance, derived, codes, source_names)
 
 
-def check_sources(run_id: str, session: date, recorded: pd.DataFrame, now: pd.DataFrame) -> None:
-    """Raise RepositoryChangedError naming the first symbol whose slice no longer matches."""
+def slice_as_read(
+    engine: Engine,
+    run_id: str,
+    session: date,
+    spec: Mapping[str, Any],
+    recorded: pd.DataFrame,
+    window: tuple[int, int],
+) -> pd.DataFrame:
+    """The repository's bars of the run's slice exactly as the run read them (its fingerprint).
+
+    Today's slice when it still matches; else the slice as of when the run read it (the time
+    recorded after the read; runs from before 0007 have only their start, earlier than the
+    read, so an import landing in between makes them refuse).
+    """
+    names = tuple(recorded["symbol"])
+    source = spec["source"]
+    now = read_bars(engine, names, *window, source=source)
+    digests = slice_digests(now, names)
+    if _changed(recorded, digests).empty:
+        return now
+    at = spec.get("read_at")
+    if at is None:
+        at = nanos(resolve_run(engine, run_id).started_at)
+    then = read_bars_as_of(engine, names, *window, at=int(at), source=source)
+    if _changed(recorded, slice_digests(then, names)).empty:
+        return then
+    changed = _changed(recorded, digests)
+    row = changed.iloc[0]
+    others = f" and {len(changed) - 1} more symbol(s)" if len(changed) > 1 else ""
+    raise RepositoryChangedError(
+        f"the repository changed since run {run_id} read it ({row['symbol']}, {session})"
+        f"{others}; it read {row['bars']} bars there and now holds {row['bars_now']} (or other "
+        "values), and no recorded delivery or revision gives them back: restore those bars or "
+        "replay the session again"
+    )
+
+
+def _changed(recorded: pd.DataFrame, now: pd.DataFrame) -> pd.DataFrame:
+    """The recorded fingerprints (with bars_now, digest_now) that `now` no longer matches."""
     merged = recorded.merge(now, on="symbol", how="left", suffixes=("", "_now"))
-    changed = merged.loc[merged["digest"] != merged["digest_now"]]
-    if len(changed):
-        row = changed.iloc[0]
-        others = f" and {len(changed) - 1} more symbol(s)" if len(changed) > 1 else ""
-        where = f"({row['symbol']}, {session}){others}"
-        raise RepositoryChangedError(
-            f"the repository changed since run {run_id} read it {where}; it read "
-            f"{row['bars']} bars there and now holds {row['bars_now']} (or other values): "
-            "restore those bars or replay the session again"
-        )
+    return merged.loc[merged["digest"] != merged["digest_now"]]
 
 
 def _apply_changes(
