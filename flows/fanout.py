@@ -76,7 +76,7 @@ def session_blocks(sessions: list[date], workers: int) -> list[list[date]]:
 
 @task(cache_policy=NONE, task_run_name="replay-{first}-to-{last}")
 def replay_block(replay: ReplayParameters, first: date, last: date) -> dict[str, Any]:
-    """Replay the sessions `first`..`last` as one `replay_sessions` run; returns its report."""
+    """Replay the sessions `first`..`last` as one `replay_sessions` run; returns its summary."""
     from flows.replay import replay_sessions
 
     return replay_sessions(replay.model_copy(update={"start": first, "end": last}))
@@ -111,8 +111,8 @@ def replay_fanout(
     Returns
     -------
     dict
-        `{"run_ids": [...], "sessions": [...]}`: the sessions of every block's report in
-        date order, each with the `run_id` and `data_docs` of the run that replayed it.
+        `{"run_ids": [...], "sessions": [...]}`: every session in date order, with the
+        `run_id` and `data_docs` of the run that replayed it (figures: `fanout_report`).
     """
     if workers < 1:
         raise ParameterError(f"workers: {workers} must be 1 or more")
@@ -130,11 +130,11 @@ def replay_fanout(
             for b in blocks
         ]
         reports = [future.result() for future in futures]
-    merged = []
-    for report in reports:
-        for session in report["sessions"]:
-            merged.append({**session, "run_id": report["run_id"], "data_docs": report["data_docs"]})
-    merged.sort(key=lambda s: s["date"])
+    merged = [
+        {"date": timing["session"], "run_id": report["run_id"], "data_docs": report["data_docs"]}
+        for report in reports
+        for timing in report["timings"]["sessions"]
+    ]
     return {"run_ids": [r["run_id"] for r in reports], "sessions": merged}
 
 

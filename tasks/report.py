@@ -198,4 +198,5 @@ def publish_report(run_id: str) -> dict[str, Any]:
     )
     degraded = bool(unfillable or (stats and (stats.fetch_errors or stats.cycle_errors)))
     get_run_logger().info("report published; degraded=%s", degraded)
-    return {"report": report, "data_docs": data_docs, "degraded": degraded}
+    feed_file = {"feed_file": replay.feed_file} if replay.feed_file else {}
+    return {"data_docs": data_docs, "degraded": degraded, **feed_file}

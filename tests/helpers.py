@@ -59,3 +59,14 @@ def five_minute_oracle(bars: pd.DataFrame) -> pd.DataFrame:
         .reset_index()
         .assign(interval=5, expected_constituents=5)
     )
+
+
+def replayed(params: object) -> dict:
+    """What `barkeeper replay --json` prints: the flow's summary with the figures read back."""
+    from barkeeper.reports.report import replay_report
+    from barkeeper.settings import load_settings
+    from flows.replay import replay_sessions
+    from models.engine import engine_for
+
+    summary = replay_sessions(params)
+    return replay_report(engine_for(load_settings().database_url), summary)

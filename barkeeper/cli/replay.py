@@ -110,7 +110,10 @@ def run_replay(parameters: Any, url: str, *, quiet: bool) -> dict[str, Any]:
         _follow(worker, quiet=quiet)
     if "error" in outcome:
         raise outcome["error"]
-    return outcome["report"]
+    from barkeeper.reports.report import replay_report
+    from models.engine import engine_for
+
+    return replay_report(engine_for(url), outcome["report"])
 
 
 def _warm_validation() -> None:
@@ -304,13 +307,10 @@ def run_fanout(parameters: Any, url: str, workers: int) -> dict[str, Any]:
     console.print(f"replaying the sessions on {workers} Dask workers…")  # progress: stderr
     with prefect_api():  # one API for the flow and every worker
         result = replay_fanout(parameters, workers=workers)
-    return {
-        "run_id": ",".join(result["run_ids"]),
-        "run_ids": result["run_ids"],
-        "status": "completed",
-        "data_docs": "",
-        "sessions": result["sessions"],
-    }
+    from barkeeper.reports.report import fanout_report
+    from models.engine import engine_for
+
+    return fanout_report(engine_for(url), result)
 
 
 def print_report(report: dict[str, Any], json_output: bool) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from typing import Any
 
 import pandas as pd
@@ -41,6 +42,30 @@ def run_report(engine: Engine, run_id: str | None = None) -> dict[str, Any]:
         "data_docs": run.data_docs,
         "quality_threshold": json.loads(run.parameters or "{}").get("quality_threshold")
         or load_settings().quality_threshold,
+        "sessions": sessions,
+    }
+
+
+def replay_report(engine: Engine, summary: Mapping[str, Any]) -> dict[str, Any]:
+    """A finished replay's report: its figures read back from the store, with what its flow
+    returned (status, Data Docs, timings, a feed file's counts)."""
+    return {**run_report(engine, summary["run_id"]), **summary}
+
+
+def fanout_report(engine: Engine, result: Mapping[str, Any]) -> dict[str, Any]:
+    """A fanned-out replay's report: each session's figures from the run that replayed it."""
+    figures = {}
+    for run_id in result["run_ids"]:
+        for session in run_report(engine, run_id)["sessions"]:
+            figures[run_id, session["date"]] = session["symbols"]
+    sessions = [
+        {**s, "symbols": figures.get((s["run_id"], s["date"]), {})} for s in result["sessions"]
+    ]
+    return {
+        "run_id": ",".join(result["run_ids"]),
+        "run_ids": result["run_ids"],
+        "status": "completed",
+        "data_docs": "",
         "sessions": sessions,
     }
 

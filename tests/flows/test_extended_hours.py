@@ -96,7 +96,7 @@ def store(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 @pytest.fixture(scope="module")
 def report(harness: None, store: str) -> dict[str, Any]:
-    from flows.replay import replay_sessions
+    from helpers import replayed
 
     params = ReplayParameters(
         symbols=["MSFT"],
@@ -106,7 +106,7 @@ def report(harness: None, store: str) -> dict[str, Any]:
         derived=DERIVED,
         validation_interval_seconds=86_400,
     )
-    return replay_sessions(params)
+    return replayed(params)
 
 
 @pytest.fixture(scope="module")

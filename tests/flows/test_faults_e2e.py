@@ -371,13 +371,14 @@ class DownRepository:
 def test_flow_with_the_repository_down_completes_degraded(
     harness, sample_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from helpers import replayed
+
     import tasks.replay
-    from flows.replay import replay_sessions
 
     monkeypatch.setattr(tasks.replay, "RepositorySource", DownRepository)
     DownRepository.calls = 0
     params = ReplayParameters(symbols=SYMBOLS, start=SESSION, faults={"drop_rate": 0.05, "seed": 2})
-    report = replay_sessions(params)
+    report = replayed(params)
     engine = engine_for(sample_url)
     run = resolve_run(engine, report["run_id"])
     assert run.status == "degraded" and run.error == ""
@@ -410,8 +411,9 @@ def failing_handler(data: SessionData):
 def test_flow_with_a_failing_coordinator_stops_the_upkeep_and_fails(
     harness, sample_url: str
 ) -> None:
+    from helpers import replayed
+
     from barkeeper.live.replay import newest
-    from flows.replay import replay_sessions
 
     params = ReplayParameters(
         symbols=SYMBOLS,
@@ -421,7 +423,7 @@ def test_flow_with_a_failing_coordinator_stops_the_upkeep_and_fails(
     )
     began = time.monotonic()
     with pytest.raises(Exception, match="strategy crashed"):
-        replay_sessions(params)
+        replayed(params)
     assert time.monotonic() - began < 120  # the upkeep did not wait for sessions never streamed
     (run_id, status, error) = _rows(sample_url, "SELECT id, status, error FROM run")[0]
     assert status == "failed"

@@ -40,9 +40,9 @@ def sample_url(sqlite_url: str, sample_store: Callable[[str], str]) -> str:
 
 
 def replay(**values) -> dict:
-    from flows.replay import replay_sessions
+    from helpers import replayed
 
-    return replay_sessions(ReplayParameters(**values))
+    return replayed(ReplayParameters(**values))
 
 
 def vendor_minutes(symbol: str, session: date) -> tuple[np.ndarray, np.ndarray]:

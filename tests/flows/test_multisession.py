@@ -136,10 +136,10 @@ def store(real_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[
 
 
 def replay(**values: Any) -> dict[str, Any]:
-    from flows.replay import replay_sessions
+    from helpers import replayed
 
     values.setdefault("validation_interval_seconds", 86_400)  # final validation only: faster
-    return replay_sessions(ReplayParameters(**values))
+    return replayed(ReplayParameters(**values))
 
 
 # ---------------------------------------------------------------- date ranges

@@ -23,7 +23,7 @@ CONFLICTED = "2023-07-10 14:00:00"  # sent twice with other values: both rows qu
 def test_replay_reports_a_quarantined_minute_as_quarantined(
     harness: None, sqlite_url: str, tmp_path: Path, monkeypatch
 ) -> None:
-    from flows.replay import replay_sessions
+    from helpers import replayed
 
     frame = pd.read_csv(MSFT)
     row = frame.index[frame["timestamp"] == CONFLICTED][0]
@@ -34,7 +34,7 @@ def test_replay_reports_a_quarantined_minute_as_quarantined(
     assert ingest_file(engine, path).reasons == {"conflicting_duplicate": 2}
     monkeypatch.setenv("BARKEEPER_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("BARKEEPER_REPORTS_DIR", str(tmp_path / "reports"))
-    report = replay_sessions(ReplayParameters(symbols=["MSFT"], start=SESSION))
+    report = replayed(ReplayParameters(symbols=["MSFT"], start=SESSION))
     minute = int(pd.Timestamp(CONFLICTED, tz="UTC").timestamp())
     with engine.connect() as conn:
         gaps = conn.execute(

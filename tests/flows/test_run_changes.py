@@ -61,9 +61,9 @@ def store(db_url: str, sample_store: Callable[[str], str]) -> str:
 
 
 def replay(**values) -> dict:
-    from flows.replay import replay_sessions
+    from helpers import replayed
 
-    return replay_sessions(ReplayParameters(**{"symbols": SYMBOLS, "start": SESSION, **values}))
+    return replayed(ReplayParameters(**{"symbols": SYMBOLS, "start": SESSION, **values}))
 
 
 def assert_exports_equal_full_copies(url: str, run_id: str, copies: dict) -> None:

@@ -51,10 +51,10 @@ def two_sources(
 
 
 def replay(**values) -> dict:
-    from flows.replay import replay_sessions
+    from helpers import replayed
 
     values = {"symbols": SYMBOLS, "start": SESSIONS[0], "end": SESSIONS[-1], **values}
-    return replay_sessions(ReplayParameters(**values))
+    return replayed(ReplayParameters(**values))
 
 
 def session_minutes(session: date) -> np.ndarray:
