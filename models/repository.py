@@ -23,7 +23,9 @@ import pyarrow.csv as pa_csv
 from sqlalchemy import Connection, Engine, delete, func, select
 
 from barkeeper.core.panel import BAR_COLUMNS, PRICE_COLUMNS
+from barkeeper.settings import load_settings
 from models.bulk import insert_rows, transaction
+from models.reader import CHILD_ROWS, read_in_child
 from models.tables import DEFAULT_SOURCE, Bar, IngestedFile, Quarantine, nanos, utcnow
 
 BAR_INTERVAL = 1
@@ -109,10 +111,22 @@ def read_bars(
         )
     sql = (
         f"SELECT {BAR_SELECT} FROM bar WHERE {where} AND symbol IN (SELECT value FROM json_each(?))"
-    )
+    ).format(p="?")
+    params = (*window, json.dumps(symbols))
+    expected_rows = len(symbols) * (int(end_ts) - int(start_ts)) // 60
+    if expected_rows >= CHILD_ROWS and _plain_file(engine):
+        timeout_s = load_settings().store_busy_timeout_seconds
+        table = read_in_child(engine.url.database, timeout_s, sql, params, _BAR_SCHEMA)
+        if table is not None:
+            return _bar_frame(table)
     with engine.connect() as conn:
-        rows = _fetch(conn, sql.format(p="?"), (*window, json.dumps(symbols)))
-    return _bar_frame(_rows_table(rows))
+        return _bar_frame(_rows_table(_fetch(conn, sql, params)))
+
+
+def _plain_file(engine: Engine) -> bool:
+    """A SQLite file another process can open by its path (not in memory, not a URI)."""
+    database = engine.url.database or ""
+    return database not in ("", ":memory:") and "uri" not in engine.url.query
 
 
 def read_bars_at(bind: Bind, keys: pd.DataFrame, source: str = DEFAULT_SOURCE) -> pd.DataFrame:

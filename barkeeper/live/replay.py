@@ -27,6 +27,7 @@ from barkeeper.core.kernels import DAILY, BucketLayout, bucket_layout, derive
 from barkeeper.core.panel import Panel
 from barkeeper.live.coordinator import BacktestStreamCoordinator
 from barkeeper.live.faults import FaultConfig, inject
+from barkeeper.live.memory import return_freed_memory
 from barkeeper.live.older_bars import RepositoryHistory
 from barkeeper.live.run_changes import SourceSlice, source_slice
 from barkeeper.live.session_checks import CycleChecks
@@ -183,8 +184,12 @@ class Replay:
         with self._outcomes_lock:
             outcome = self.outcomes[session]
             outcome.users += 1
-            if outcome.users >= (2 if self.plan.upkeep_enabled else 1):
+            freed = outcome.users >= (2 if self.plan.upkeep_enabled else 1)
+            if freed:
                 del self.outcomes[session]
+        del outcome
+        if freed:
+            return_freed_memory()
 
     def add_records(self, records: Iterable[dict[str, Any]]) -> None:
         """Queue validation records for the stream side, the run's one writer of results."""
