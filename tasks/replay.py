@@ -41,9 +41,9 @@ from barkeeper.live.session_results import (
 )
 from barkeeper.live.upkeep import Upkeep
 from barkeeper.params import ReplayParameters
-from barkeeper.quality.final_checks import FinalChecks
 from barkeeper.quality.frames import prepare_session_quality
-from barkeeper.quality.validation import SuiteResult
+from barkeeper.quality.gx_helper import call_gx, final_checks
+from barkeeper.quality.validation import SuiteResult, validate_changed_bars
 from barkeeper.reports.rebuild import session_series
 from barkeeper.settings import load_settings
 from models.engine import engine_for
@@ -94,7 +94,7 @@ def open_run(replay: ReplayParameters, run_id: str) -> ReplayPlan:
         else partial(read_bars, engine, source=plan.feed),
         read_quarantined=partial(quarantined_minutes, engine, source=plan.feed),
     )
-    replay_state.final = FinalChecks(
+    replay_state.final = final_checks(
         run_id,
         Path(plan.reports_dir) / "data_docs",
         {"quality_threshold": plan.quality_threshold},
@@ -281,7 +281,7 @@ def cycle_validation(replay: Replay, session: date, closing: bool = False) -> No
     if frame.empty:
         return
     try:
-        results = replay.validator().validate_bars_1m(frame)
+        results = call_gx(validate_changed_bars, replay.plan.quality_threshold, frame)
     except Exception:
         logging.getLogger(__name__).exception("cycle validation failed; the upkeep goes on")
         return

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import contextlib
 import contextvars
-import importlib
 import json
 import os
 import sys
@@ -89,6 +87,9 @@ def prepare_run(parameters: Any, url: str) -> None:
 
 def run_replay(parameters: Any, url: str, *, quiet: bool) -> dict[str, Any]:
     """Run the replay flow in this process, with a progress bar on stderr unless `quiet`."""
+    from barkeeper.quality.gx_helper import start_gx
+
+    start_gx()  # GX's ~3 s import, on the other core, while this process starts the run
     prepare_run(parameters, url)
     from barkeeper.cli.prefect_api import prefect_api
     from flows.replay import replay_sessions
@@ -101,7 +102,6 @@ def run_replay(parameters: Any, url: str, *, quiet: bool) -> dict[str, Any]:
         except BaseException as error:  # handed back to the main thread
             outcome["error"] = error
 
-    _warm_validation()
     with prefect_api():  # the thread runs in this context, where the API is set
         worker = threading.Thread(
             target=contextvars.copy_context().run, args=(target,), name="barkeeper-replay"
@@ -114,17 +114,6 @@ def run_replay(parameters: Any, url: str, *, quiet: bool) -> dict[str, Any]:
     from models.engine import engine_for
 
     return replay_report(engine_for(url), outcome["report"])
-
-
-def _warm_validation() -> None:
-    """Import Great Expectations (~2 s, needed at every session's end) in the background, so it
-    overlaps the waits of the Prefect API start-up and the run's bookkeeping."""
-
-    def load() -> None:
-        with contextlib.suppress(ImportError):  # the validation step will report it
-            importlib.import_module("great_expectations")
-
-    threading.Thread(target=load, name="barkeeper-warm-gx", daemon=True).start()
 
 
 def _follow(worker: threading.Thread, *, quiet: bool) -> None:

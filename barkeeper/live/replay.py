@@ -10,7 +10,6 @@ and rolls `session_data`; the upkeep side runs cycles on the session clock and t
 
 from __future__ import annotations
 
-import functools
 import logging
 import threading
 from collections.abc import Callable, Iterable
@@ -38,7 +37,7 @@ from barkeeper.live.upkeep_config import UpkeepConfig
 
 if TYPE_CHECKING:
     from barkeeper.quality.final_checks import FinalChecks
-    from barkeeper.quality.validation import Validator
+    from barkeeper.quality.gx_helper import RemoteChecks
 
 log = logging.getLogger(__name__)
 
@@ -156,7 +155,7 @@ class Replay:
     coverage: dict[date, tuple[np.ndarray, np.ndarray]] = field(default_factory=dict)
     sources: dict[date, SourceSlice] = field(default_factory=dict)  # read, not yet persisted
     on_progress: Callable[[float], None] | None = None
-    final: FinalChecks | None = None
+    final: FinalChecks | RemoteChecks | None = None
     records: list[dict[str, Any]] = field(default_factory=list)
     feed_file: dict[str, Any] = field(default_factory=dict)  # what a feed file held
 
@@ -207,10 +206,6 @@ class Replay:
             return 0.0
         minutes = self.data.minutes
         return float(np.searchsorted(minutes, self.data.clock, side="right")) / len(minutes)
-
-    def validator(self) -> Validator:
-        """The process's GX validator for this run's thresholds (a context costs seconds)."""
-        return shared_validator(self.plan.quality_threshold)
 
     # -- loading -----------------------------------------------------------------------------
 
@@ -354,15 +349,6 @@ def _available(bars: pd.DataFrame, symbols: tuple[str, ...], minutes: np.ndarray
 
 def _end(minutes: SessionMinutes) -> int:
     return int(minutes.minutes[-1]) + 60
-
-
-@functools.lru_cache(maxsize=4)
-def shared_validator(quality_threshold: float) -> Validator:
-    """One Validator per threshold and process, reused by every replay (upkeeps run one at a
-    time per replay, and a validation holds no state between calls)."""
-    from barkeeper.quality.validation import Validator
-
-    return Validator({"quality_threshold": quality_threshold})
 
 
 _LIVE: dict[str, Replay] = {}

@@ -17,6 +17,7 @@ import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -283,6 +284,17 @@ class Validator:
     def validate_session_quality(self, metrics_frame: pd.DataFrame) -> list[SuiteResult]:
         """Per-symbol session metrics (SessionMetric columns), prepared here if need be."""
         return self.validate("session_quality", prepare_session_quality(metrics_frame))
+
+
+@cache
+def _cycle_validator(quality_threshold: float) -> Validator:
+    return Validator({"quality_threshold": quality_threshold})
+
+
+def validate_changed_bars(quality_threshold: float, frame: pd.DataFrame) -> list[SuiteResult]:
+    """A cycle's batch of new or changed 1m bars, by the process's validator for the threshold
+    (a GX context costs seconds: one per threshold and process)."""
+    return _cycle_validator(quality_threshold).validate_bars_1m(frame)
 
 
 def successes_in_suite_order(spec: Mapping[str, Any], gx_results: Sequence[Any]) -> list[bool]:

@@ -47,13 +47,13 @@ def test_a_child_that_died_is_replaced_and_nothing_is_lost(store, monkeypatch) -
     url, names = store
     here = _read_here(url, names, monkeypatch)
     _session_read(url, names)
-    first = reader._child
+    first = reader._helper._process
     assert first is not None
     first.kill()
     first.wait()
     monkeypatch.setattr(repository, "_fetch", _not_here)
     pd.testing.assert_frame_equal(_session_read(url, names), here)
-    assert reader._child is not None and reader._child.pid != first.pid
+    assert reader._helper._process is not None and reader._helper._process.pid != first.pid
 
 
 def test_a_read_the_child_cannot_make_is_made_here_with_its_usual_error(tmp_path) -> None:
