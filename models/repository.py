@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.csv as pa_csv
-from sqlalchemy import Connection, Engine, delete, func, select
+from sqlalchemy import Connection, Engine, delete, select, text
 
 from barkeeper.core.panel import BAR_COLUMNS, PRICE_COLUMNS
 from barkeeper.settings import load_settings
@@ -178,14 +178,40 @@ def known_symbols(bind: Bind, source: str = DEFAULT_SOURCE) -> list[str]:
         return list(conn.execute(stmt).scalars())
 
 
-def symbol_span(bind: Bind, symbol: str, source: str = DEFAULT_SOURCE) -> tuple[int, int] | None:
-    """(first ts, last ts) of `symbol`'s 1-minute bars of `source`, or None when it has none."""
-    stmt = select(func.min(Bar.ts), func.max(Bar.ts)).where(
-        Bar.symbol == symbol, Bar.interval == BAR_INTERVAL, Bar.source == source
+def symbols_with_bars(bind: Bind, symbols: Sequence[str], source: str = DEFAULT_SOURCE) -> set[str]:
+    """Those of `symbols` with a 1-minute bar of `source`.
+
+    An index seek per symbol (EXISTS on the key's symbol and interval), never a scan of the
+    repository: a replay's checks cost the same over a 40 GB store as over a sample.
+    """
+    names = list(dict.fromkeys(symbols))
+    if not names:
+        return set()
+    has_bar = (
+        "EXISTS (SELECT 1 FROM bar WHERE bar.symbol = {name} "
+        "AND bar.interval = 1 AND bar.source = :source)"
     )
     with transaction(bind) as conn:
-        first, last = conn.execute(stmt).one()
-    return None if first is None else (int(first), int(last))
+        if conn.dialect.name == "postgresql":
+            wanted, name, values = "unnest(CAST(:names AS text[])) AS s", "s", names
+        else:
+            wanted, name, values = "json_each(:names)", "value", json.dumps(names)
+        sql = f"SELECT {name} FROM {wanted} WHERE {has_bar.format(name=name)}"
+        return set(conn.execute(text(sql), {"names": values, "source": source}).scalars())
+
+
+def last_bar_ts(bind: Bind, symbol: str, source: str = DEFAULT_SOURCE) -> int | None:
+    """The ts of `symbol`'s last 1-minute bar of `source` (None when it has none): the key's
+    index read backwards from the symbol's end, not a scan of its bars."""
+    stmt = (
+        select(Bar.ts)
+        .where(Bar.symbol == symbol, Bar.interval == BAR_INTERVAL, Bar.source == source)
+        .order_by(Bar.ts.desc())
+        .limit(1)
+    )
+    with transaction(bind) as conn:
+        last = conn.execute(stmt).scalar()
+    return None if last is None else int(last)
 
 
 def write_quarantine(

@@ -22,7 +22,7 @@ from barkeeper.params import ReplayParameters
 from barkeeper.reports.folders import writable_folder
 from barkeeper.settings import Settings
 from models.engine import check_writable, engine_for, is_read_only
-from models.repository import known_symbols, symbol_span
+from models.repository import last_bar_ts, symbols_with_bars
 from models.schema import init_db
 from models.sources import source_names
 from models.tables import DEFAULT_SOURCE
@@ -110,18 +110,20 @@ def preflight(replay: ReplayParameters, settings: Settings, run_id: str = "") ->
             "replay needs a writable store (`report` and `export` work on this one)"
         )
     check_writable(engine)
-    stored = source_names(engine)
+    feed_file = FileFeed.open(plan.feed_file) if plan.feed_file else None
+    known = set(feed_file.symbols if feed_file else ())
+    held = {name: symbols_with_bars(engine, plan.symbols, name) for name in read_sources(plan)}
     named = [("backfill", name) for name in plan.backfill]
     for option, name in named if plan.feed_file else [("feed", plan.feed), *named]:
-        if name not in stored and name != DEFAULT_SOURCE:  # an empty store: see the symbols
+        if held[name] or name == DEFAULT_SOURCE:  # an empty store: see the symbols
+            continue
+        stored = source_names(engine)  # the error's list: a scan, on this path only
+        if name not in stored:
             raise ParameterError(
                 f"{option}: no source {name!r} in the repository (sources: "
                 f"{', '.join(stored) or 'none'}); import with `barkeeper import PATH --source NAME`"
             )
-    feed_file = FileFeed.open(plan.feed_file) if plan.feed_file else None
-    known = set(feed_file.symbols if feed_file else ())
-    for name in read_sources(plan):
-        known.update(known_symbols(engine, name))
+    known.update(*held.values())
     unknown = sorted(set(plan.symbols) - known)
     if unknown:
         raise ParameterError(
@@ -146,13 +148,8 @@ def within_repository(plan: ReplayPlan, engine: Engine, file_last: int = 0) -> R
 
     Sessions after it could only be empty (a range past the data, e.g. `--end 2099-12-31`).
     """
-    spans = (
-        span
-        for name in read_sources(plan)
-        for s in plan.symbols
-        if (span := symbol_span(engine, s, name))
-    )
-    last_ts = max((file_last, *(span[1] for span in spans)))
+    lasts = (last_bar_ts(engine, s, name) for name in read_sources(plan) for s in plan.symbols)
+    last_ts = max((file_last, *(ts for ts in lasts if ts is not None)))
     calendar = Calendar(plan.calendar)
     last = pd.Timestamp(last_ts, unit="s", tz="UTC").tz_convert(calendar.tz).date()
     kept = tuple(s for s in plan.sessions if s <= last)

@@ -23,14 +23,15 @@ from models.engine import engine_for
 from models.repository import (
     UpsertCounts,
     known_symbols,
+    last_bar_ts,
     read_bars,
     read_bars_at,
     record_ingested_file,
-    symbol_span,
+    symbols_with_bars,
     upsert_bars,
     write_quarantine,
 )
-from models.schema import alembic_config, init_db, schema_diff
+from models.schema import alembic_config, init_db, newest_revision, schema_diff
 from models.tables import (
     Bar,
     Gap,
@@ -78,6 +79,11 @@ def test_init_db_twice_is_harmless_and_matches_the_tables(db_url: str) -> None:
         version = conn.execute(text("SELECT version_num FROM alembic_version")).scalar()
         assert version == HEAD_REVISION
         assert set(SQLModel.metadata.tables) <= set(inspect(conn).get_table_names())
+
+
+def test_the_fast_check_knows_the_newest_migration_as_alembic_does() -> None:
+    """init_db skips Alembic when the store is at `newest_revision`: it must be Alembic's head."""
+    assert newest_revision() == HEAD_REVISION
 
 
 def test_a_store_made_before_migrations_is_adopted(tmp_path: Path) -> None:
@@ -237,8 +243,11 @@ def test_symbols_spans_quarantine_and_records(db_url: str) -> None:
     engine = engine_for(db_url)
     upsert_bars(engine, random_bars(["B", "A", HOSTILE], 30, seed=4, keep=1.0), "f")
     assert known_symbols(engine) == sorted(["A", "B", HOSTILE])
-    assert symbol_span(engine, HOSTILE) == (1_688_995_800, 1_688_995_800 + 29 * 60)
-    assert symbol_span(engine, "nope") is None
+    assert last_bar_ts(engine, HOSTILE) == 1_688_995_800 + 29 * 60
+    assert last_bar_ts(engine, "nope") is None
+    assert last_bar_ts(engine, HOSTILE, source="vendor") is None
+    assert symbols_with_bars(engine, ["A", "nope", HOSTILE, "A"]) == {"A", HOSTILE}
+    assert symbols_with_bars(engine, ["A"], source="vendor") == set()
     rows = [{"file": "f.csv", "line": 2, "raw": HOSTILE, "reason": "non_numeric", "symbol": "A"}]
     assert write_quarantine(engine, rows, file="f.csv") == 1
     assert write_quarantine(engine, rows, file="f.csv") == 1
