@@ -6,12 +6,13 @@ rows into tuples, a replay's stream and upkeep wait. A `Helper` runs such calls 
 parent's `__main__` again), started once and kept: a call goes down a pipe as
 `("module:function", args)` pickled, its result or exception comes back the same way. The
 child can import its heavy modules at start-up (`preload`), on the other core while this
-process does its own start-up. It ignores Ctrl-C (the parent's to handle) and ends when the
-parent closes the pipe, however the parent ended.
+process does its own start-up. It ignores Ctrl-C (the parent's to handle); it is stopped when
+the parent exits, and ends by itself when the pipe closes (a parent that was killed).
 """
 
 from __future__ import annotations
 
+import atexit
 import importlib
 import pickle
 import signal
@@ -41,6 +42,7 @@ class Helper:
         self.preload = preload
         self._lock = threading.Lock()
         self._process: subprocess.Popen[bytes] | None = None
+        atexit.register(self._end_with_parent)
 
     def start(self) -> None:
         """Start the child now (if not running), so its imports overlap this process's work."""
@@ -91,6 +93,13 @@ class Helper:
             self._process = None
             raise HelperUnavailable(f"the helper process did not start: {error}") from None
         return self._process
+
+    def _end_with_parent(self) -> None:
+        """At exit, without the lock (a thread may hold it): nothing outlives the command."""
+        process = self._process
+        if process is not None and process.poll() is None:
+            process.kill()
+            process.wait(timeout=5)
 
     def _stop(self) -> None:
         process, self._process = self._process, None
