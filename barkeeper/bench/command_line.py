@@ -20,6 +20,15 @@ from barkeeper.core.calendar import Calendar
 
 BARKEEPER = Path(sys.executable).with_name("barkeeper")
 COMMAND_TIMEOUT_S = 1800
+REPEATS = 3
+
+
+def best_wall(args: list[str], env: dict[str, str], repeats: int = REPEATS) -> float | str:
+    """The least wall of `repeats` runs of `barkeeper *args` (the issue's "min of 3": what the
+    machine allows, not its other tenants), or why a run failed."""
+    walls = [command_wall(args, env) for _ in range(repeats)]
+    failed = [w for w in walls if isinstance(w, str)]
+    return failed[0] if failed else min(w for w in walls if isinstance(w, float))
 
 
 def command_wall(args: list[str], env: dict[str, str]) -> float | str:
@@ -64,7 +73,7 @@ def _free_port() -> int:
 
 def bench_cli(symbols: int = 2000) -> dict[str, Any]:
     """Walls of `barkeeper --help`, a tiny replay (1 symbol x 1 session) and a `symbols`-symbol
-    session, each run once cold in a fresh process, without and with a running server.
+    session, each cold in a fresh process (least of 3), without and with a running server.
 
     Returns
     -------
@@ -90,16 +99,16 @@ def bench_cli(symbols: int = 2000) -> dict[str, Any]:
         tiny = ["replay", "--symbols", names[0], "--start", day, "--json"]
         session = ["replay", "--symbols", ",".join(names), "--start", day, "--json"]
         result: dict[str, Any] = {"symbols": symbols, "load_before": os.getloadavg()[0]}
-        result["help_s"] = command_wall(["--help"], env)
+        result["help_s"] = best_wall(["--help"], env)
         command_wall(tiny, env)  # the temporary API's database is created once, not measured
-        result["tiny_replay_s"] = command_wall(tiny, env)
-        result["session_replay_s"] = command_wall(session, env)
+        result["tiny_replay_s"] = best_wall(tiny, env)
+        result["session_replay_s"] = best_wall(session, env)
         result["server_start_s"] = command_wall(
             ["server", "start", "--port", str(_free_port())], env
         )
         try:
-            result["tiny_replay_server_s"] = command_wall(tiny, env)
-            result["session_replay_server_s"] = command_wall(session, env)
+            result["tiny_replay_server_s"] = best_wall(tiny, env)
+            result["session_replay_server_s"] = best_wall(session, env)
         finally:
             command_wall(["server", "stop"], env)
         result["raw_io_s"] = raw_io_seconds(database)

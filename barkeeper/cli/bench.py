@@ -23,9 +23,11 @@ ESTIMATE_SECONDS = {
     "gx": 60,
     "replay": 90,
     "scaling": 180,
+    "cli": 200,
+    "backtest": 100,
 }
-"""Rough seconds per section at 2,000 symbols on a 2-core machine (all sections: 8-9 min)."""
-FIXED_SECTIONS = ("store", "scaling")
+"""Rough seconds per section at 2,000 symbols on a 2-core machine (all sections: ~13 min)."""
+FIXED_SECTIONS = ("store", "scaling", "backtest")
 """Sections whose size does not follow --symbols."""
 
 
