@@ -91,13 +91,11 @@ def read_bars(
 ) -> pd.DataFrame:
     """1-minute bars of `source` for `symbols` with start_ts <= ts < end_ts, sorted by ts, symbol.
 
-    PostgreSQL: columnar end to end, `COPY (SELECT ...) TO STDOUT` parsed by Arrow's CSV
-    reader in C++ (PostgreSQL prints floats in their shortest exact form, so values
-    round-trip). SQLite: one query (the symbols travel as one JSON parameter), plain DB-API
-    tuples transposed into Arrow columns: a second SQLite library in the process (ADBC) reads
-    columnar, but two SQLite copies break each other's file locks (measured: "disk I/O
-    error"). Either way the sort is on integer keys (symbols ranked once per name), never a
-    string comparison per row.
+    PostgreSQL: `COPY (SELECT ...) TO STDOUT` parsed by Arrow's CSV reader in C++ (floats
+    print in their shortest exact form). SQLite: one query (symbols as one JSON parameter),
+    its tuples made into Arrow columns by the reading helper when large (models/reader.py;
+    ADBC would link a second SQLite, which breaks the first one's file locks). The sort is
+    on integer keys (symbols ranked once per name), never a string comparison per row.
     """
     symbols = list(dict.fromkeys(symbols))
     if not symbols or end_ts <= start_ts:
