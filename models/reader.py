@@ -46,13 +46,18 @@ def rows_table(
     """One read (in the helper): a read-only connection, the rows transposed into Arrow a
     block at a time (the tuples of a whole 5,000-symbol day would take ~0.9 GB)."""
     conn = sqlite3.connect(f"file:{quote(path)}?mode=ro", uri=True, timeout=timeout_s)
-    blocks = []
     try:
         cursor = conn.execute(sql, params)
-        while rows := cursor.fetchmany(ROWS_PER_BLOCK):
-            columns = zip(*rows, strict=True)
-            arrays = [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)]
-            blocks.append(pa.record_batch(arrays, schema=schema))
+        blocks = iter(lambda: cursor.fetchmany(ROWS_PER_BLOCK), [])
+        tables = [columns_table(rows, schema) for rows in blocks]
     finally:
         conn.close()
-    return pa.Table.from_batches(blocks, schema=schema)
+    return pa.concat_tables(tables) if tables else schema.empty_table()
+
+
+def columns_table(rows: Sequence[Sequence[object]], schema: pa.Schema) -> pa.Table:
+    """DB-API rows transposed into an Arrow table of `schema` (empty rows: an empty table)."""
+    columns = list(zip(*rows, strict=True)) if rows else [()] * len(schema)
+    return pa.table(
+        [pa.array(c, type=f.type) for c, f in zip(columns, schema, strict=True)], schema=schema
+    )

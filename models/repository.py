@@ -25,7 +25,7 @@ from sqlalchemy import Connection, Engine, delete, select, text
 from barkeeper.core.panel import BAR_COLUMNS, PRICE_COLUMNS
 from barkeeper.settings import load_settings
 from models.bulk import insert_rows, transaction
-from models.reader import CHILD_ROWS, read_in_child
+from models.reader import CHILD_ROWS, columns_table, read_in_child
 from models.tables import DEFAULT_SOURCE, Bar, IngestedFile, Quarantine, nanos, utcnow
 
 BAR_INTERVAL = 1
@@ -378,11 +378,7 @@ def _copy_out(engine: Engine, sql: str, params: Sequence[object]) -> pa.Table:
 def _rows_table(rows: Sequence[Sequence[object]]) -> pa.Table:
     """DB-API result rows as an Arrow table of the bar schema (transposed with the GC paused)."""
     with _gc_paused():
-        columns = list(zip(*rows, strict=True)) if rows else [()] * len(BAR_COLUMNS)
-    return pa.table(
-        [pa.array(c, type=f.type) for c, f in zip(columns, _BAR_SCHEMA, strict=True)],
-        schema=_BAR_SCHEMA,
-    )
+        return columns_table(rows, _BAR_SCHEMA)
 
 
 def _bar_frame(table: pa.Table) -> pd.DataFrame:

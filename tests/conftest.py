@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -43,9 +44,10 @@ def sqlite_url(tmp_path: Path) -> str:
     return url
 
 
-@pytest.fixture
-def postgres_url() -> Iterator[str]:
-    """A fresh, migrated database on the real PostgreSQL server named by the environment."""
+@contextmanager
+def fresh_postgres_database() -> Iterator[str]:
+    """A new, empty database on the real PostgreSQL server named by the environment, dropped
+    after (skipped without one, failed in CI)."""
     admin_url = os.environ.get("BARKEEPER_TEST_POSTGRES_URL", "")
     need(bool(admin_url), "BARKEEPER_TEST_POSTGRES_URL is not set (no PostgreSQL server)")
     name = f"bk_{uuid.uuid4().hex[:12]}"
@@ -53,12 +55,21 @@ def postgres_url() -> Iterator[str]:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    init_db(engine_for(url))
-    yield url
-    engine_for(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    try:
+        yield url
+    finally:
+        engine_for(url).dispose()
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture
+def postgres_url() -> Iterator[str]:
+    """A fresh, migrated database on the real PostgreSQL server named by the environment."""
+    with fresh_postgres_database() as url:
+        init_db(engine_for(url))
+        yield url
 
 
 CHROMIUM_ARGS = [

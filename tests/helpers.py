@@ -22,6 +22,18 @@ def session_ohlcv(bars: pd.DataFrame) -> np.ndarray:
     )
 
 
+def lossy_faults(seed: int) -> dict:
+    """A feed that loses, breaks, repeats and reorders bars, with a 20-minute outage."""
+    return {
+        "drop_rate": 0.05,
+        "outages": ["10:00-10:20"],
+        "corrupt_rate": 0.02,
+        "duplicate_rate": 0.01,
+        "out_of_order_rate": 0.02,
+        "seed": seed,
+    }
+
+
 def run_together(*actors: Callable[[], None], timeout: float) -> list[BaseException]:
     """Run each actor in a thread of its own; the exceptions they raised, for the test to show."""
     errors: list[BaseException] = []

@@ -15,6 +15,7 @@ from datetime import date
 import pandas as pd
 import pytest
 from conftest import SAMPLE_DIR
+from helpers import lossy_faults
 
 from barkeeper.params import ReplayParameters
 from barkeeper.reports.export import export_bars
@@ -25,14 +26,7 @@ SAMPLE = SAMPLE_DIR
 SYMBOLS = ["MSFT", "DBB", "FXY"]
 START, END = date(2023, 7, 10), date(2023, 7, 12)
 INTERVALS = (1, 5, 15, 30, 60)
-LOSSY = {
-    "drop_rate": 0.05,
-    "outages": ["10:00-10:20"],
-    "corrupt_rate": 0.02,
-    "duplicate_rate": 0.01,
-    "out_of_order_rate": 0.02,
-    "seed": 5,
-}
+LOSSY = lossy_faults(seed=5)
 
 
 @pytest.fixture

@@ -15,6 +15,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from conftest import SAMPLE_DIR
+from helpers import lossy_faults
 
 from barkeeper.core.panel import utc_to_ts
 from barkeeper.params import ReplayParameters
@@ -28,14 +29,7 @@ from models.tables import ValidationResult
 SAMPLE = SAMPLE_DIR
 SESSION = date(2023, 7, 10)
 SYMBOLS = ["MSFT", "DBB", "FXY"]
-LOSSY = {
-    "drop_rate": 0.05,
-    "outages": ["10:00-10:20"],
-    "corrupt_rate": 0.02,
-    "duplicate_rate": 0.01,
-    "out_of_order_rate": 0.02,
-    "seed": 11,
-}
+LOSSY = lossy_faults(seed=11)
 
 
 @pytest.fixture

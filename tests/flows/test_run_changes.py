@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from helpers import lossy_faults
 from sqlalchemy import text
 
 from barkeeper.errors import RepositoryChangedError
@@ -28,14 +29,7 @@ from models.repository import read_bars, upsert_bars
 SYMBOLS = ["MSFT", "DBB", "FXY"]
 SESSION = date(2023, 7, 10)
 INTERVALS = (1, 5, 15, 30, 60, 1440)
-LOSSY = {
-    "drop_rate": 0.05,
-    "outages": ["10:00-10:20"],
-    "corrupt_rate": 0.02,
-    "duplicate_rate": 0.01,
-    "out_of_order_rate": 0.02,
-    "seed": 5,
-}
+LOSSY = lossy_faults(seed=5)
 BARKEEPER = Path(sys.executable).with_name("barkeeper")
 
 

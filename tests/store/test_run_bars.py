@@ -7,8 +7,6 @@ the rows inserted by hand as an old release did, and the frame handed to `upsert
 from __future__ import annotations
 
 import hashlib
-import os
-import uuid
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
@@ -17,8 +15,8 @@ import numpy as np
 import pandas as pd
 import pytest
 from alembic import command
-from conftest import need
-from sqlalchemy import create_engine, inspect, text
+from conftest import fresh_postgres_database
+from sqlalchemy import inspect, text
 
 from barkeeper.core.fingerprint import slice_digests
 from barkeeper.core.panel import BAR_COLUMNS, PRICE_COLUMNS
@@ -64,18 +62,8 @@ def unmigrated_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[s
     if request.param == "sqlite":
         yield f"sqlite:///{tmp_path / 'old.db'}"
         return
-    admin_url = os.environ.get("BARKEEPER_TEST_POSTGRES_URL", "")
-    need(bool(admin_url), "BARKEEPER_TEST_POSTGRES_URL is not set (no PostgreSQL server)")
-    name = f"bk_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    url = admin_url.rsplit("/", 1)[0] + f"/{name}"
-    yield url
-    engine_for(url).dispose()
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-    admin.dispose()
+    with fresh_postgres_database() as url:
+        yield url
 
 
 def test_a_full_copy_run_of_revision_0002_still_exports_after_the_upgrade(
