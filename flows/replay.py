@@ -142,6 +142,11 @@ def replay_sessions(replay: ReplayParameters) -> dict[str, Any]:
         summary = publish_report(run_id)
         pages = {str(day): page for day, page in live(run_id).data_docs.items()}
     except BaseException as error:
+        # The stream thread waits for sessions the upkeep settles; a failure that never
+        # reached the upkeep's body (e.g. the API refused its subflow) must release it too,
+        # or the flow's exit waits an hour on that thread.
+        state = live(run_id)
+        state.failure = state.failure or f"{type(error).__name__}: {error}"
         finish_run(engine, run_id, "failed", error=f"{type(error).__name__}: {error}")
         raise
     finally:

@@ -150,3 +150,22 @@ def test_the_flow_returns_a_summary_and_the_report_reads_the_figures_back(
     replayed = [t["session"] for t in summary["timings"]["sessions"]]
     assert [s["date"] for s in stored["sessions"]] == replayed == [str(SESSION)]
     assert sorted(stored["sessions"][0]["symbols"]) == sorted(SYMBOLS)
+
+
+@pytest.mark.timeout(120)
+def test_an_upkeep_that_never_starts_fails_the_run_instead_of_hanging_it(
+    harness, sample_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Seen on a busy machine: the API refused the upkeep subflow before its body ran, and the
+    stream thread waited an hour for sessions nobody would settle."""
+    import flows.replay
+
+    def refused(run_id: str) -> None:
+        raise RuntimeError("the API refused the subflow")
+
+    monkeypatch.setattr(flows.replay, "data_upkeep", refused)
+    with pytest.raises(RuntimeError, match="refused the subflow"):
+        flows.replay.replay_sessions(ReplayParameters(symbols=SYMBOLS, start=SESSION))
+    from models.results import resolve_run
+
+    assert resolve_run(engine_for(sample_url), None).status == "failed"
